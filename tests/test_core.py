@@ -1,0 +1,95 @@
+"""Profiles, seeding, device choice, record() and the training loop."""
+import json
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from fer_utils import course, profiles
+from fer_utils.models.baselines import SmallCNN
+from fer_utils.train import evaluate, fit
+from fer_utils.utils import pick_device, record, seed_everything, use_amp
+
+
+def test_profiles_resolve_and_reject(monkeypatch):
+    monkeypatch.delenv("FER_PROFILE", raising=False)
+    assert profiles.resolve_profile(None) == "course"
+    assert profiles.resolve_profile("smoke") == "smoke"
+    monkeypatch.setenv("FER_PROFILE", "full")
+    assert profiles.resolve_profile("smoke") == "full"  # the environment wins
+    monkeypatch.setenv("FER_PROFILE", "fast")
+    with pytest.raises(ValueError, match="unknown profile 'fast'; valid profiles are 'smoke', 'course', 'full'"):
+        profiles.resolve_profile(None)
+    monkeypatch.setenv("FER_PROFILE", "smoke")
+    assert profiles.choose("course", smoke=1, course=2, full=3) == 1
+
+
+def test_seed_everything_repeats():
+    seed_everything(3)
+    a = torch.rand(3), np.random.rand(2)
+    seed_everything(3)
+    b = torch.rand(3), np.random.rand(2)
+    assert torch.equal(a[0], b[0]) and np.array_equal(a[1], b[1])
+
+
+def test_device_and_amp():
+    assert pick_device("cpu").type == "cpu"
+    assert not use_amp("cpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="CUDA is not available"):
+            pick_device("cuda")
+
+
+def test_record_merges_and_converts(tmp_path):
+    path = tmp_path / "r.json"
+    record("a", np.float32(0.5), path)
+    record("b", torch.tensor([1, 2]), path)
+    record("c", {"x": np.int64(3), "nan": float("nan")}, path)
+    assert json.loads(path.read_text()) == {"a": 0.5, "b": [1, 2], "c": {"x": 3, "nan": None}}
+    assert record("a", 1, None) == 1  # no path: nothing written
+
+
+def test_record_missing_folder_is_clear(tmp_path):
+    with pytest.raises(FileNotFoundError, match="does not exist; create it first"):
+        record("a", 1, tmp_path / "missing" / "r.json")
+
+
+def test_course_start_missing_results_folder(tmp_path):
+    with pytest.raises(FileNotFoundError, match="missing"):
+        course.start("00_x", "smoke", results_path=str(tmp_path / "missing" / "r.json"))
+
+
+def _toy_loader(n=256, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, 1, 8, 8, generator=g)
+    y = (x.mean(dim=(1, 2, 3)) > 0).long()
+    x[y == 1] += 0.5
+    return DataLoader(TensorDataset(x, y), batch_size=32, shuffle=False)
+
+
+def test_fit_learns_and_reports_history():
+    seed_everything(0)
+    model = SmallCNN(num_classes=2, width=8)
+    loader = _toy_loader()
+    history = fit(model, loader, epochs=4, optimizer=torch.optim.Adam(model.parameters(), 1e-2),
+                  val_loader=loader, progress=False)
+    assert len(history["train_loss"]) == 4 and len(history["val_accuracy"]) == 4
+    assert history["train_loss"][-1] < history["train_loss"][0]
+    assert evaluate(model, loader)["accuracy"] > 0.8
+
+
+def test_fit_stops_on_nan_with_clear_message():
+    model = nn.Sequential(nn.Flatten(), nn.Linear(64, 2))
+    loader = _toy_loader()
+    nan_loss = lambda out, target: out.sum() * float("nan")  # noqa: E731
+    with pytest.raises(FloatingPointError, match="epoch 1, step 1"):
+        fit(model, loader, epochs=1, optimizer=torch.optim.SGD(model.parameters(), 0.1),
+            loss_fn=nan_loss, progress=False)
+
+
+def test_small_cnn_parameter_count_and_shape():
+    model = SmallCNN()
+    assert sum(p.numel() for p in model.parameters()) == 287_783
+    assert model(torch.zeros(2, 1, 48, 48)).shape == (2, 7)
