@@ -24,7 +24,7 @@ from pathlib import Path
 
 import torch
 
-from fer_utils.profiles import PROFILES, Profile, get_profile
+from fer_utils.profiles import PROFILES, Profile, choose, get_profile  # noqa: F401 (choose re-exported)
 from fer_utils.utils import pick_device, record, seed_everything
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -92,7 +92,7 @@ def notebook_paths() -> list[Path]:
     return sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
 
 
-def _execute(src: Path, dst: Path, parameters: dict, env: dict[str, str]) -> float:
+def _execute(src: Path, dst: Path, parameters: dict, env: dict[str, str], kernel_name: str = "python3") -> float:
     """Execute one notebook with papermill; turn papermill's long errors into one clear line."""
     import papermill as pm
     from jupyter_client.kernelspec import NoSuchKernel
@@ -101,7 +101,7 @@ def _execute(src: Path, dst: Path, parameters: dict, env: dict[str, str]) -> flo
     os.environ.update(env)
     start_time = time.time()
     try:
-        pm.execute_notebook(str(src), str(dst), parameters=parameters, kernel_name="python3",
+        pm.execute_notebook(str(src), str(dst), parameters=parameters, kernel_name=kernel_name,
                             progress_bar=False, cwd=str(src.parent))
     except NoSuchKernel as err:
         raise SystemExit(f"{src.name}: Jupyter kernel not found ({err}). Run through `make run`, which "

@@ -1,0 +1,103 @@
+"""The notebook harness: structure of committed notebooks, papermill injection, recorded metrics.
+
+Each notebook declares its own contract in ``metadata.fer``:
+``checks`` (thresholds on the smoke run), ``course_checks`` (on the committed
+``results/<notebook>.json``) and ``figures`` (names it must save).
+
+The full smoke execution happens once, under nbval (``make test`` collects
+``notebooks/``), which writes ``outputs/test-run/results/<notebook>.json``;
+``test_recorded_metrics`` reads that file. Run alone (``pytest tests``), it
+executes the notebook itself with papermill.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+from pathlib import Path
+
+import pytest
+
+from nbtools import (NOTEBOOKS, PARAMETERS, ROOT, check_metrics, code_cells, declared,
+                     execute_papermill, read, setup_prefix)
+
+ids = [p.stem for p in NOTEBOOKS]
+ABSOLUTE = re.compile(r"(/tmp/|/work/|/root/|/home/|/Users/|[A-Z]:\\\\)")
+
+
+def test_there_are_notebooks():
+    assert NOTEBOOKS, "no notebooks/NN_*.ipynb found"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=ids)
+def test_committed_notebook_is_clean(path: Path):
+    nb = read(path)
+    cells = code_cells(nb)
+    assert "parameters" in cells[0].metadata.get("tags", []), "first code cell must be tagged 'parameters'"
+    for name in PARAMETERS:
+        assert re.search(rf"^{name}\s*=", cells[0].source, re.M), f"parameters cell lacks {name!r}"
+    assert nb.metadata["kernelspec"]["name"] == "python3"
+    assert path.stat().st_size < 5_000_000, f"{path.name} is {path.stat().st_size / 1e6:.1f} MB"
+    assert any(c.outputs for c in cells), "committed without outputs: run `make regen`"
+    for i, cell in enumerate(cells):
+        for out in cell.outputs:
+            assert out.output_type != "error", f"code cell {i} has an error output"
+            text = out.get("text", "") + json.dumps(out.get("data", {}).get("text/plain", ""))
+            assert not ABSOLUTE.search(text), f"code cell {i} prints an absolute path"
+            if out.get("name") == "stderr":
+                assert "Warning" not in text, f"code cell {i} shows a warning: {text[:200]}"
+    assert "papermill" not in nb.metadata, "papermill metadata left in: run `make regen`"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=ids)
+def test_committed_results_meet_course_thresholds(path: Path):
+    results_file = ROOT / "results" / f"{path.stem}.json"
+    assert results_file.exists(), f"results/{path.stem}.json missing: run `make regen`"
+    results = json.loads(results_file.read_text())
+    assert results.get("profile") == "course", "results/ must come from a course-profile run"
+    check_metrics(results, declared(read(path)).get("course_checks", {}), f"results/{path.stem}.json")
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=ids)
+def test_parameters_are_injected(path: Path, tmp_path: Path):
+    """papermill on the notebook's own parameters + set-up cells: injected values take effect."""
+    src = tmp_path / path.name
+    import nbformat
+
+    nbformat.write(setup_prefix(read(path)), src)
+    results = tmp_path / "r.json"
+    execute_papermill(src, tmp_path / "out.ipynb",
+                      {"profile": "smoke", "seed": 7, "results_path": str(results)},
+                      env={"FER_RESULTS_DIR": "", "FER_FIGURES_DIR": ""})
+    recorded = json.loads(results.read_text())
+    assert recorded["profile"] == "smoke" and recorded["seed"] == 7
+
+
+def _smoke_results(path: Path, request, tmp_path: Path) -> tuple[dict, Path]:
+    results_dir = Path(os.environ["FER_RESULTS_DIR"])
+    figures_dir = Path(os.environ["FER_FIGURES_DIR"]) / path.stem
+    results_file = results_dir / f"{path.stem}.json"
+    ran_under_nbval = path.stem in getattr(request.config, "_fer_nbval_notebooks", set())
+    if ran_under_nbval:
+        started = float(os.environ.get("FER_TEST_SESSION_START", "0"))
+        assert results_file.exists() and results_file.stat().st_mtime >= started, (
+            f"nbval's smoke run of {path.name} did not record its metrics (see its nbval failures above)")
+    else:
+        results_file = tmp_path / f"{path.stem}.json"
+        figures_dir = tmp_path / "figures"
+        execute_papermill(path, tmp_path / path.name,
+                          {"profile": "smoke", "results_path": str(results_file), "figures_dir": str(figures_dir)})
+    return json.loads(results_file.read_text()), figures_dir
+
+
+@pytest.mark.parametrize("path", [pytest.param(p, marks=pytest.mark.xdist_group("nb-" + p.stem)) for p in NOTEBOOKS],
+                         ids=ids)
+def test_recorded_metrics(path: Path, request, tmp_path: Path):
+    results, figures_dir = _smoke_results(path, request, tmp_path)
+    contract = declared(read(path))
+    assert results.get("profile") == "smoke"
+    check_metrics(results, contract.get("checks", {}), f"{path.stem} (smoke)")
+    for name in contract.get("figures", []):
+        figure = figures_dir / f"{name}.png"
+        assert figure.exists() and figure.stat().st_size > 1000, f"{path.stem} promised figure {name!r}"
