@@ -130,6 +130,13 @@ def detect_mtcnn(image: np.ndarray, min_face: float = 20.0, thresholds=(0.6, 0.7
                        for b, s, p in zip(boxes, scores, points)])
 
 
+def mtcnn_stages(image: np.ndarray, min_face: float = 20.0, thresholds=(0.6, 0.7, 0.7)) -> dict[str, np.ndarray]:
+    """MTCNN's intermediate outputs: P-Net ``candidates``, R-Net ``survivors`` (rows
+    ``x1, y1, x2, y2, score``), O-Net ``boxes`` and ``points`` (n, 5, 2); see
+    :meth:`fer_utils.models.mtcnn.MTCNN.stages`. Rows are not sorted by size."""
+    return mtcnn(float(min_face), tuple(thresholds)).stages(to_rgb(image))
+
+
 def detect(image: np.ndarray, method: str = "mtcnn", **kwargs) -> list[Face]:
     """All faces, largest first. ``method``: ``"haar"`` or ``"mtcnn"``; kwargs go to the detector."""
     if method == "haar":

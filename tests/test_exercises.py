@@ -67,6 +67,11 @@ def _defined_names(source: str) -> set[str]:
     return names
 
 
+def _python_only(source: str) -> str:
+    """Drop IPython magics and shell escapes so the cell parses as Python."""
+    return "\n".join("" if line.lstrip().startswith(("%", "!")) else line for line in source.splitlines())
+
+
 def _exercise_only(nb):
     """Set-up cells plus the exercise and check cells, in order."""
     keep = setup_prefix(nb)
@@ -93,7 +98,7 @@ def test_student_version_fails_exactly_at_the_checks(path: Path):
     exercise_names = set().union(*(_defined_names(solution.cells[i].source) for i in changed))
     for i, cell in enumerate(solution.cells):
         if cell.cell_type == "code" and i not in changed and "exercise-check" not in cell.metadata.get("tags", []):
-            used = {n.id for n in ast.walk(ast.parse(cell.source.replace("%", "#"))) if isinstance(n, ast.Name)}
+            used = {n.id for n in ast.walk(ast.parse(_python_only(cell.source))) if isinstance(n, ast.Name)}
             assert not used & exercise_names, f"cell {i} uses exercise names {used & exercise_names}"
     # Run set-up + exercises + checks: the solutions pass, the stubs fail exactly at the checks.
     assert _errors(_exercise_only(solution)) == []

@@ -154,3 +154,17 @@ def test_detectors_on_synthfaces():
     assert report["mtcnn_detection_rate"] >= 0.75
     assert report["mtcnn_nme_mean"] < 0.15  # measured 0.07 on 60 lab faces
     assert 0.0 <= report["haar_detection_rate"] <= 1.0
+
+
+def test_mtcnn_stages_shrink_and_end_in_detect():
+    """The intermediate stages: fewer boxes at each stage, and the last one is what detect returns."""
+    grace = load_image("grace_hopper.jpg")
+    out = faces.mtcnn_stages(grace)
+    assert set(out) == {"candidates", "survivors", "boxes", "points"}
+    assert out["candidates"].shape[1] == out["survivors"].shape[1] == out["boxes"].shape[1] == 5
+    assert len(out["candidates"]) > len(out["survivors"]) > len(out["boxes"]) == 1
+    assert out["points"].shape == (1, 5, 2)
+    found = faces.detect(grace, "mtcnn")
+    np.testing.assert_allclose(out["boxes"][0, :4], found[0].box, atol=1e-6)
+    np.testing.assert_allclose(out["points"][0], found[0].landmarks5, atol=1e-6)
+    assert (out["survivors"][:, 4] > 0.7).all() and (out["boxes"][:, 4] > 0.7).all()  # the default thresholds

@@ -264,15 +264,41 @@ class MTCNN:
         pick = nms_min(boxes[:, :4], boxes[:, 4], 0.7)
         return boxes[pick], points[pick]
 
+    def stages(self, image: np.ndarray) -> dict[str, np.ndarray]:
+        """Every stage's output on an RGB (or gray) uint8 image, for inspection and figures.
+
+        Returns ``{"candidates": (n1, 5), "survivors": (n2, 5), "boxes": (n3, 5),
+        "points": (n3, 5, 2)}``: P-Net's square candidates after NMS and regression,
+        R-Net's refined survivors, O-Net's final boxes and landmarks; box rows are
+        ``(x1, y1, x2, y2, score)``. :meth:`detect` returns the last two.
+
+        Speed: the cascade is hundreds of tiny tensor operations, so it runs on one
+        CPU thread with oneDNN (mkldnn) switched off, both restored afterwards. oneDNN
+        compiles a kernel for every new input shape (the pyramid and the candidate
+        batches change shape with every image), and thread synchronisation dominates
+        such small operations: on 2 busy cores each made detection 5-25x slower.
+        """
+        if image.ndim == 2:
+            image = np.stack([image] * 3, axis=-1)
+        x = torch.from_numpy(np.ascontiguousarray(image[..., :3])).permute(2, 0, 1).float()
+        mkldnn_was, threads_was = torch.backends.mkldnn.enabled, torch.get_num_threads()
+        torch.backends.mkldnn.enabled = False  # (mkldnn.flags() would warn about TF32 here)
+        torch.set_num_threads(1)
+        try:
+            candidates = self.stage1(x)
+            survivors = self.stage2(x, candidates)
+            boxes, points = self.stage3(x, survivors)
+        finally:
+            torch.backends.mkldnn.enabled = mkldnn_was
+            torch.set_num_threads(threads_was)
+        return {"candidates": candidates.numpy().astype(float), "survivors": survivors.numpy().astype(float),
+                "boxes": boxes.numpy().astype(float), "points": points.numpy().astype(float)}
+
     def detect(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """RGB (or gray) uint8 image -> boxes (n, 4) x1y1x2y2, scores (n,), landmarks (n, 5, 2).
 
         Landmark order: left eye, right eye, nose, left mouth corner, right mouth
         corner ("left" = image-left). Rows are in the order NMS kept them (best first).
         """
-        if image.ndim == 2:
-            image = np.stack([image] * 3, axis=-1)
-        x = torch.from_numpy(np.ascontiguousarray(image[..., :3])).permute(2, 0, 1).float()
-        boxes = self.stage2(x, self.stage1(x))
-        boxes, points = self.stage3(x, boxes)
-        return boxes[:, :4].numpy().astype(float), boxes[:, 4].numpy().astype(float), points.numpy().astype(float)
+        out = self.stages(image)
+        return out["boxes"][:, :4], out["boxes"][:, 4], out["points"]
