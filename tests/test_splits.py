@@ -1,0 +1,77 @@
+"""Identity-disjoint splits, k-fold over identities, and the tensor helpers."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from fer_utils.data import (
+    SynthFaces, TensorFaces, identity_kfold, identity_split, materialize, random_split_indices, to_tensor,
+)
+from fer_utils.data.datasets import tensors
+
+
+def test_identity_split_disjoint_and_covering():
+    ds = SynthFaces(1000, seed=0, n_identities=50)
+    train, test = identity_split(ds.identities, test_size=0.2, seed=0)
+    assert not set(ds.identities[train]) & set(ds.identities[test])
+    assert np.array_equal(np.sort(np.r_[train, test]), np.arange(1000))
+    assert len(set(ds.identities[test])) == 10
+    assert 0.1 < len(test) / 1000 < 0.3
+    again = identity_split(ds.identities, test_size=0.2, seed=0)
+    assert np.array_equal(again[1], test)
+    assert not np.array_equal(identity_split(ds.identities, test_size=0.2, seed=1)[1], test)
+
+
+def test_identity_kfold_partitions_identities():
+    ids = SynthFaces(600, seed=1, n_identities=23).identities
+    folds = identity_kfold(ids, k=5, seed=0)
+    assert len(folds) == 5
+    val_ids = [set(ids[val]) for _, val in folds]
+    assert set().union(*val_ids) == set(ids)
+    assert sum(len(v) for v in val_ids) == len(set(ids))  # each identity validates exactly once
+    for train, val in folds:
+        assert not set(ids[train]) & set(ids[val])
+        assert len(train) + len(val) == len(ids)
+    assert np.array_equal(np.sort(np.concatenate([val for _, val in folds])), np.arange(len(ids)))
+
+
+def test_random_split_is_leaky_baseline():
+    train, test = random_split_indices(200, test_size=0.25, seed=0)
+    assert len(test) == 50 and np.array_equal(np.sort(np.r_[train, test]), np.arange(200))
+    ids = SynthFaces(200, seed=0, n_identities=10).identities
+    assert set(ids[train]) & set(ids[test])  # identities leak across
+
+
+def test_bad_split_arguments():
+    with pytest.raises(ValueError, match="test_size"):
+        identity_split([0, 1, 2], test_size=1.5)
+    with pytest.raises(ValueError, match="at least 2 identities"):
+        identity_split([0, 0, 0])
+    with pytest.raises(ValueError, match="k must be"):
+        identity_kfold([0, 1, 2], k=5)
+
+
+def test_to_tensor_and_tensorfaces_batch():
+    ds = SynthFaces(10, seed=0, size=48)
+    x, y = to_tensor(ds[0])
+    assert x.shape == (3, 48, 48) and x.dtype == torch.float32 and 0 <= x.min() and x.max() <= 1
+    tf = TensorFaces(ds, indices=[1, 3, 5], size=32, grayscale=True)
+    assert len(tf) == 3
+    xb, yb = next(iter(torch.utils.data.DataLoader(tf, batch_size=3)))
+    assert xb.shape == (3, 1, 32, 32) and yb.tolist() == [int(ds.labels[i]) for i in (1, 3, 5)]
+    aus = TensorFaces(ds, target="aus")[0][1]
+    assert aus.shape == (17,) and aus.dtype == torch.float32
+    gray = SynthFaces(4, size=40, grayscale=True, transform=to_tensor)
+    assert gray[0][0].shape == (1, 40, 40)
+
+
+def test_materialize():
+    ds = SynthFaces(12, seed=0, size=40, grayscale=True)
+    images, labels = materialize(ds, indices=[0, 2, 4], progress=False)
+    assert images.shape == (3, 40, 40) and images.dtype == np.uint8
+    assert np.array_equal(images[1], ds[2]["image"]) and labels.tolist() == ds.labels[[0, 2, 4]].tolist()
+    rgb, _ = materialize(SynthFaces(3, size=24), progress=False)
+    assert rgb.shape == (3, 24, 24, 3)
+    td = tensors(images, labels)
+    assert td[0][0].shape == (1, 40, 40) and td[0][0].max() <= 1
