@@ -57,14 +57,14 @@ def start(notebook: str, profile: str | None = None, seed: int = 0, device: str 
           results_path: str | None = None, figures_dir: str | None = None, threads: int = 2) -> Run:
     """Seed, pick the device and the profile, resolve where results go, print a one-line summary.
 
-    ``FER_PROFILE`` overrides ``profile``; ``FER_RESULTS_DIR`` / ``FER_FIGURES_DIR``
+    ``FER_PROFILE`` overrides ``profile`` and ``FER_THREADS`` the torch thread count; ``FER_RESULTS_DIR`` / ``FER_FIGURES_DIR``
     fill ``results_path`` / ``figures_dir`` when they are None (that is how the
     tests collect what a notebook records). A ``results_path`` whose folder does
     not exist is an error here, before any work is done.
     """
     prof = get_profile(profile)
     seed_everything(seed)
-    torch.set_num_threads(threads)
+    torch.set_num_threads(int(os.environ.get("FER_THREADS", threads)))  # the tests run two notebooks at once
     if results_path is None and os.environ.get("FER_RESULTS_DIR"):
         results_path = str(Path(os.environ["FER_RESULTS_DIR"]) / f"{notebook}.json")
     if figures_dir is None and os.environ.get("FER_FIGURES_DIR"):

@@ -32,6 +32,7 @@ os.environ.setdefault("FER_PROFILE", "smoke")
 os.environ["FER_RESULTS_DIR"] = str(RUN_DIR / "results")
 os.environ["FER_FIGURES_DIR"] = str(RUN_DIR / "figures")
 os.environ.setdefault("MPLBACKEND", "Agg")
+os.environ.setdefault("FER_THREADS", "1")  # two notebooks run at once under xdist, one per core
 os.environ.setdefault("PYDEVD_DISABLE_FILE_VALIDATION", "1")
 
 
