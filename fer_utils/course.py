@@ -142,6 +142,7 @@ def run_course(profile: str, out: Path, only: list[str] | None = None) -> Path:
         seconds[src.stem] = _execute(src, out / src.name, {"profile": profile},
                                      {"FER_PROFILE": profile, "FER_RESULTS_DIR": str((out / "results").resolve()),
                                       "FER_FIGURES_DIR": str((out / "figures").resolve())})
+        _clean_notebook(out / src.name, for_commit=False)
         results[src.stem] = json.loads(res.read_text())
         print(f"    done in {seconds[src.stem]:.0f} s", flush=True)
     table = out / "results.md"
@@ -163,11 +164,39 @@ def regenerate(only: list[str] | None = None) -> None:
         print(f"    done in {seconds:.0f} s", flush=True)
 
 
-def _clean_notebook(path: Path) -> None:
-    """Drop papermill's run metadata (timestamps, absolute paths) from a committed notebook."""
+def _final_text(text: str) -> str:
+    """What a terminal shows: for each line, only what follows its last carriage return."""
+    return "\n".join(line.rsplit("\r", 1)[-1] for line in text.split("\n"))
+
+
+def _coalesce_streams(outputs: list) -> list:
+    """Merge consecutive stdout/stderr outputs into one and keep only the final state of
+    progress bars (each tqdm refresh is stored as its own output otherwise)."""
+    merged: list = []
+    for out in outputs:
+        if out.get("output_type") == "stream" and merged and merged[-1].get("output_type") == "stream" \
+                and merged[-1].get("name") == out.get("name"):
+            merged[-1]["text"] += out["text"]
+        else:
+            merged.append(out)
+    for out in merged:
+        if out.get("output_type") == "stream":
+            out["text"] = _final_text(out["text"])
+    return [out for out in merged if out.get("output_type") != "stream" or out["text"].strip()]
+
+
+def _clean_notebook(path: Path, for_commit: bool = True) -> None:
+    """Coalesce progress-bar outputs; for committed notebooks also drop papermill's run
+    metadata (timestamps, absolute paths)."""
     import nbformat
 
     nb = nbformat.read(path, as_version=4)
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            cell.outputs = _coalesce_streams(cell.outputs)
+    if not for_commit:
+        nbformat.write(nb, path)
+        return
     nb.metadata.pop("papermill", None)
     for cell in nb.cells:
         cell.metadata.pop("papermill", None)

@@ -62,3 +62,74 @@ def plot_confusion(ax: plt.Axes, y_true, y_pred, class_names: Sequence[str], tit
                 xticklabels=class_names, yticklabels=class_names, annot_kws={"fontsize": 7})
     ax.set(title=title, xlabel="predicted", ylabel="true")
     return cm
+
+
+def _as_image(image) -> np.ndarray:
+    """HxW or HxWx3 float array from HxW, 1xHxW, 3xHxW or HxWx3 (numpy or torch)."""
+    img = np.asarray(image.detach().cpu() if hasattr(image, "detach") else image, dtype=np.float32)
+    if img.ndim == 3 and img.shape[0] in (1, 3):
+        img = np.moveaxis(img, 0, -1)
+    return img[..., 0] if img.ndim == 3 and img.shape[-1] == 1 else img
+
+
+def show_face(ax: plt.Axes, image, title: str | None = None) -> None:
+    """A face (HxW or 1xHxW or HxWx3; uint8 or float, any range) in grey, without axes."""
+    img = _as_image(image)
+    ax.imshow(img, cmap="gray", vmin=float(img.min()), vmax=float(img.max()) if img.max() > img.min() else None)
+    ax.set_axis_off()
+    if title:
+        ax.set_title(title, fontsize=8)
+
+
+def overlay_heatmap(ax: plt.Axes, image, heatmap: np.ndarray, title: str | None = None, alpha: float = 0.5,
+                    cmap: str = "jet", vmin: float | None = 0.0, vmax: float | None = None, colorbar: bool = False,
+                    label: str = "importance"):
+    """A heat map (HxW) drawn semi-transparently over a face; returns the image artist (for a colour bar).
+
+    ``vmin`` / ``vmax`` default to 0 and the map's maximum, so negative evidence is not shown.
+    """
+    show_face(ax, image, title)
+    heat = np.asarray(heatmap, dtype=np.float32)
+    top = vmax if vmax is not None else (float(heat.max()) if heat.max() > (vmin or 0) else 1.0)
+    artist = ax.imshow(heat, cmap=cmap, alpha=alpha, vmin=vmin, vmax=top)
+    if colorbar:
+        ax.figure.colorbar(artist, ax=ax, fraction=0.046, pad=0.02, label=label)
+    return artist
+
+
+def draw_stn_grid(ax: plt.Axes, image, theta, n_lines: int = 7, color: str = "#00e5ff", title: str | None = None,
+                  align_corners: bool = False) -> None:
+    """A face with the spatial transformer's sampling grid drawn over it (see ``explain.stn_grid_lines``).
+
+    The identity theta frames the whole image with a regular grid; a learned theta shows the window
+    the transformer reads (its border in a thicker line).
+    """
+    from fer_utils.explain import stn_grid_lines
+
+    show_face(ax, image, title)
+    height, width = _as_image(image).shape[:2]
+    lines = stn_grid_lines(theta, (height, width), n_lines=n_lines, align_corners=align_corners)
+    for k, line in enumerate(lines):
+        border = k in (0, 1, len(lines) - 2, len(lines) - 1)
+        ax.plot(line[:, 0], line[:, 1], color=color, lw=1.4 if border else 0.6, alpha=0.9)
+    ax.set_xlim(-0.5 - 0.25 * width, width - 0.5 + 0.25 * width)
+    ax.set_ylim(height - 0.5 + 0.25 * height, -0.5 - 0.25 * height)
+
+
+def plot_history(history: dict[str, list], axes: Sequence[plt.Axes] | None = None, label: str = "",
+                 title: str = "Training curves"):
+    """Loss and accuracy per epoch from ``fer_utils.train.fit``'s history; returns the figure."""
+    if axes is None:
+        fig, axes = plt.subplots(1, 2, figsize=(8, 3))
+    else:
+        fig = axes[0].figure
+    prefix = f"{label} " if label else ""
+    for ax, metric in zip(axes, ("loss", "accuracy")):
+        for split, style in (("train", "-"), ("val", "--")):
+            values = history.get(f"{split}_{metric}")
+            if values:
+                ax.plot(range(1, len(values) + 1), values, style, marker="o", ms=3, label=f"{prefix}{split}")
+        ax.set(xlabel="epoch", ylabel=metric, title=f"{title}: {metric}")
+        ax.legend(fontsize=7)
+        ax.grid(alpha=0.3)
+    return fig

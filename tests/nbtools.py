@@ -25,6 +25,9 @@ def declared(nb) -> dict:
 
 
 def lookup(results: dict, dotted: str):
+    """``results[dotted]`` if recorded under that flat key, else follow the dots into nested dicts."""
+    if dotted in results:
+        return results[dotted]
     value = results
     for part in dotted.split("."):
         if not isinstance(value, dict) or part not in value:

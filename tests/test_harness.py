@@ -71,3 +71,13 @@ def test_ci_calls_the_readme_test_command():
     ci = (ROOT / ".ci" / "run").read_text()
     readme = (ROOT / "README.md").read_text()
     assert "make test" in ci and "make test" in readme and "make run" in readme
+
+
+def test_progress_bars_are_coalesced_to_their_final_state():
+    outputs = [{"output_type": "stream", "name": "stderr", "text": "bar:   0%\r"},
+               {"output_type": "stream", "name": "stderr", "text": "bar:  50%\r"},
+               {"output_type": "stream", "name": "stderr", "text": "bar: 100%\n"},
+               {"output_type": "stream", "name": "stdout", "text": "accuracy 0.9\n"}]
+    assert course._coalesce_streams(outputs) == [
+        {"output_type": "stream", "name": "stderr", "text": "bar: 100%\n"},
+        {"output_type": "stream", "name": "stdout", "text": "accuracy 0.9\n"}]

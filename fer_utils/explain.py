@@ -1,0 +1,275 @@
+"""Looking inside a classifier: Grad-CAM, Integrated Gradients, occlusion, the pointing game, STN grids.
+
+Every function takes a batch of images ``(batch, C, H, W)`` and the class to explain for each
+image (``targets``, ints) and returns one map per image as a numpy array ``(batch, H, W)`` in
+input pixel coordinates, so the maps of different methods can be drawn side by side and scored
+against the same region masks:
+
+- :func:`grad_cam` -- Selvaraju et al. (ICCV 2017), through pytorch-grad-cam: the target layer's
+  activations weighted by their spatially averaged gradients, ReLU, upsampled, scaled to [0, 1];
+- :func:`integrated_gradients` -- Sundararajan et al. (ICML 2017), through Captum: the path
+  integral of input gradients from a baseline to the image;
+- :func:`occlusion_sensitivity` -- Zeiler & Fergus (ECCV 2014), as Deep-Emotion uses it: slide an
+  NxN patch of zeros over the image and record how much the true-class probability drops;
+- :func:`pointing_game` / :func:`region_shares` -- score a map against a known region: the share of
+  the map's (positive) mass inside the mask, and whether its peak falls inside;
+- :func:`stn_grid_lines` -- where a spatial transformer's sampling grid lands on its input, for
+  drawing (``fer_utils.viz.draw_stn_grid``).
+
+Every function leaves the model in the train/eval mode it found it in.
+"""
+from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+
+@contextmanager
+def _eval_mode(model: nn.Module):
+    was_training = model.training
+    model.eval()
+    try:
+        yield model
+    finally:
+        model.train(was_training)
+
+
+def _targets(targets, n: int) -> list[int]:
+    if isinstance(targets, (int, np.integer)):
+        return [int(targets)] * n
+    targets = [int(t) for t in (targets.tolist() if hasattr(targets, "tolist") else targets)]
+    if len(targets) != n:
+        raise ValueError(f"got {len(targets)} targets for {n} images")
+    return targets
+
+
+def _device(model: nn.Module) -> torch.device:
+    first = next(model.parameters(), None)  # a hand-built model may have no parameters
+    return first.device if first is not None else torch.device("cpu")
+
+
+# ----------------------------------------------------------------------------------------------
+# Gradient-based maps
+# ----------------------------------------------------------------------------------------------
+
+
+def grad_cam(model: nn.Module, images: torch.Tensor, targets, target_layer: nn.Module,
+             method: str = "gradcam") -> np.ndarray:
+    """Grad-CAM maps (batch, H, W) in [0, 1] for ``targets`` at ``target_layer`` (any conv layer / block).
+
+    L^c = ReLU(sum_k alpha_k^c A^k) with alpha_k^c = mean over positions of dy^c / dA^k, upsampled to
+    the input size and scaled to [0, 1] per image. ``method="gradcam++"`` uses Grad-CAM++.
+    The hooks pytorch-grad-cam puts on the model are removed on exit (its context manager).
+    Each map is in the coordinates of ``target_layer``'s input frame: for a model that warps
+    its input before the layer (a spatial transformer on the image), that is the warped frame.
+    """
+    from pytorch_grad_cam import GradCAM, GradCAMPlusPlus
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+    cams = {"gradcam": GradCAM, "gradcam++": GradCAMPlusPlus}
+    if method not in cams:
+        raise ValueError(f"method must be one of {sorted(cams)}, got {method!r}")
+    wanted = [ClassifierOutputTarget(t) for t in _targets(targets, len(images))]
+    with _eval_mode(model), cams[method](model=model, target_layers=[target_layer]) as cam:
+        maps = cam(input_tensor=images.to(_device(model)), targets=wanted)  # (batch, H, W)
+    return np.asarray(maps, dtype=np.float32)
+
+
+def integrated_gradients(model: nn.Module, images: torch.Tensor, targets, baseline: float | torch.Tensor = 0.0,
+                         n_steps: int = 32, internal_batch_size: int | None = 256) -> np.ndarray:
+    """Integrated Gradients (Captum), summed over channels: (batch, H, W), signed.
+
+    IG_i(x) = (x_i - x'_i) * integral_0^1 dy^c/dx_i (x' + a (x - x')) da, approximated with
+    ``n_steps`` Gauss-Legendre points; the baseline x' is ``baseline`` (a constant: 0 is the
+    mid-grey of images normalised to [-1, 1]). The attributions sum to y^c(x) - y^c(x')
+    (completeness). Positive values push towards the class.
+    """
+    import warnings
+
+    from tqdm import TqdmWarning
+
+    with warnings.catch_warnings():  # captum imports tqdm.auto, which warns in a kernel without ipywidgets
+        warnings.simplefilter("ignore", TqdmWarning)
+        from captum.attr import IntegratedGradients
+
+    images = images.to(_device(model))
+    baselines = baseline if isinstance(baseline, torch.Tensor) else torch.full_like(images, float(baseline))
+    with _eval_mode(model):
+        attributions = IntegratedGradients(model).attribute(
+            images, baselines=baselines.to(images.device), target=_targets(targets, len(images)),
+            n_steps=n_steps, internal_batch_size=internal_batch_size)
+    return attributions.sum(dim=1).detach().cpu().numpy()  # (batch, H, W)
+
+
+# ----------------------------------------------------------------------------------------------
+# Occlusion sensitivity
+# ----------------------------------------------------------------------------------------------
+
+
+def _positions(size: int, patch: int, stride: int) -> list[int]:
+    starts = list(range(0, max(size - patch, 0) + 1, stride))
+    if starts[-1] != max(size - patch, 0):
+        starts.append(max(size - patch, 0))  # the last patch touches the border
+    return starts
+
+
+@torch.no_grad()
+def occlusion_sensitivity(model: nn.Module, images: torch.Tensor, targets, patch: int = 8, stride: int = 4,
+                          fill: float = 0.0, batch_size: int = 512, return_breaks: bool = False):
+    """Occlusion maps: the drop of p(target | image) when an NxN patch of ``fill`` covers each place.
+
+    For every patch position P, drop(P) = p_c(x) - p_c(x with P set to ``fill``). A pixel's value
+    is the mean drop over the patches that cover it, so the map is (batch, H, W), in probability
+    units (positive = the patch hurt the class). With ``return_breaks=True`` also returns, per
+    pixel, the share of covering patches that changed the predicted class away from the target
+    ("where the prediction breaks").
+    """
+    device = _device(model)
+    images = images.to(device)
+    targets_list = _targets(targets, len(images))
+    _, _, height, width = images.shape
+    rows, cols = _positions(height, patch, stride), _positions(width, patch, stride)
+    drops = np.zeros((len(images), height, width), np.float64)
+    breaks = np.zeros_like(drops)
+    cover = np.zeros((height, width), np.float64)
+    for r in rows:
+        for c in cols:
+            cover[r:r + patch, c:c + patch] += 1
+    with _eval_mode(model):
+        for i, (image, target) in enumerate(zip(images, targets_list)):
+            p_clean = torch.softmax(model(image[None]), dim=1)[0, target].item()
+            boxes = [(r, c) for r in rows for c in cols]
+            for start in range(0, len(boxes), batch_size):
+                chunk = boxes[start:start + batch_size]
+                occluded = image[None].repeat(len(chunk), 1, 1, 1)
+                for k, (r, c) in enumerate(chunk):
+                    occluded[k, :, r:r + patch, c:c + patch] = fill
+                probs = torch.softmax(model(occluded), dim=1)
+                p_occluded = probs[:, target].cpu().numpy()
+                broken = (probs.argmax(1) != target).cpu().numpy()
+                for k, (r, c) in enumerate(chunk):
+                    drops[i, r:r + patch, c:c + patch] += p_clean - p_occluded[k]
+                    breaks[i, r:r + patch, c:c + patch] += broken[k]
+    drops /= cover
+    breaks /= cover
+    if return_breaks:
+        return drops.astype(np.float32), breaks.astype(np.float32)
+    return drops.astype(np.float32)
+
+
+# ----------------------------------------------------------------------------------------------
+# Scoring a map against a known region
+# ----------------------------------------------------------------------------------------------
+
+
+def normalize_map(attribution: np.ndarray, positive_only: bool = True) -> np.ndarray:
+    """Clip to the positive part (or take |.|), then scale to [0, 1] (an all-zero map stays zero)."""
+    a = np.asarray(attribution, dtype=np.float64)
+    a = np.clip(a, 0, None) if positive_only else np.abs(a)
+    peak = a.max() if a.size else 0.0
+    return (a / peak if peak > 0 else a).astype(np.float32)
+
+
+def pointing_game(attribution: np.ndarray, mask: np.ndarray, positive_only: bool = True) -> dict:
+    """Score one map (H, W) against one region mask (H, W bool).
+
+    - ``mass``: share of the map's mass inside the mask, sum_{mask} a / sum a, with a the positive
+      part of the map (or |map| if ``positive_only=False``); 0 for an all-zero map;
+    - ``hit``: whether the map's maximum falls inside the mask (the pointing game of Zhang et al.,
+      ECCV 2016; ties broken by the first maximum);
+    - ``area``: the mask's share of the image: the ``mass`` a uniform map would score (chance).
+    """
+    a = np.asarray(attribution, dtype=np.float64)
+    m = np.asarray(mask, dtype=bool)
+    if a.shape != m.shape:
+        raise ValueError(f"map shape {a.shape} and mask shape {m.shape} differ")
+    a = np.clip(a, 0, None) if positive_only else np.abs(a)
+    total = a.sum()
+    mass = float(a[m].sum() / total) if total > 0 else 0.0
+    hit = bool(total > 0 and m.flat[int(np.argmax(a))])
+    return {"mass": mass, "hit": hit, "area": float(m.mean())}
+
+
+def region_shares(attribution: np.ndarray, masks: dict[str, np.ndarray], positive_only: bool = True) -> dict[str, float]:
+    """The ``mass`` of :func:`pointing_game` for every region in ``masks`` (regions may overlap)."""
+    return {name: pointing_game(attribution, mask, positive_only)["mass"] for name, mask in masks.items()}
+
+
+def pointing_scores(maps: Sequence[np.ndarray], masks: Sequence[np.ndarray], positive_only: bool = True) -> dict:
+    """Mean ``mass``, ``hit`` rate and ``area`` (chance level of ``mass``) over a set of maps and masks."""
+    scores = [pointing_game(a, m, positive_only) for a, m in zip(maps, masks)]
+    if not scores:
+        raise ValueError("no maps to score")
+    return {key: float(np.mean([s[key] for s in scores])) for key in ("mass", "hit", "area")}
+
+
+# ----------------------------------------------------------------------------------------------
+# Spatial transformer grids
+# ----------------------------------------------------------------------------------------------
+
+
+def stn_grid_lines(theta, size: int | tuple[int, int], n_lines: int = 7, points_per_line: int = 25,
+                   align_corners: bool = False) -> list[np.ndarray]:
+    """Where an affine spatial transformer samples its input, as polylines in input pixel coordinates.
+
+    Output pixel (x_t, y_t) in normalised coordinates [-1, 1] reads the input at
+    (x_s, y_s) = theta @ [x_t, y_t, 1]; this function maps ``n_lines`` horizontal and ``n_lines``
+    vertical lines of the output frame (its border included) through theta, then to pixel
+    coordinates of the input with the same ``align_corners`` convention as ``F.grid_sample``
+    (False: x_pix = ((x + 1) W - 1) / 2, so the border runs along the outer pixel edges).
+    Returns a list of (points_per_line, 2) arrays of (x, y) pixel positions, for ``ax.plot``.
+    The identity theta gives a regular grid that frames the whole image.
+    """
+    theta = np.asarray(theta.detach().cpu() if isinstance(theta, torch.Tensor) else theta, dtype=np.float64)
+    theta = theta.reshape(2, 3)
+    height, width = (size, size) if isinstance(size, int) else size
+    line = np.linspace(-1.0, 1.0, points_per_line)  # the output frame, border to border
+    across = np.linspace(-1.0, 1.0, n_lines)
+    lines = []
+    for value in across:
+        for xs, ys in ((line, np.full_like(line, value)), (np.full_like(line, value), line)):
+            source = theta @ np.stack([xs, ys, np.ones_like(xs)])  # (2, points)
+            if align_corners:
+                px = (source[0] + 1) * (width - 1) / 2
+                py = (source[1] + 1) * (height - 1) / 2
+            else:
+                px = ((source[0] + 1) * width - 1) / 2
+                py = ((source[1] + 1) * height - 1) / 2
+            lines.append(np.stack([px, py], axis=1))
+    return lines
+
+
+def theta_to_pixels(theta, size: int) -> dict[str, float]:
+    """Read an affine theta as rotation (degrees), scale and shift (pixels of a ``size`` image).
+
+    theta = [[a, b, tx], [c, d, ty]]; scale = sqrt(|ad - bc|) (area ratio of the sampled window to
+    the image, square-rooted), rotation = atan2(c, a), shift = (tx, ty) * size / 2. A scale below 1
+    means the transformer zooms in.
+    """
+    t = np.asarray(theta.detach().cpu() if isinstance(theta, torch.Tensor) else theta, dtype=np.float64).reshape(2, 3)
+    return {"rotation_deg": float(np.degrees(np.arctan2(t[1, 0], t[0, 0]))),
+            "scale": float(np.sqrt(abs(np.linalg.det(t[:, :2])))),
+            "shift_x_px": float(t[0, 2] * size / 2), "shift_y_px": float(t[1, 2] * size / 2)}
+
+
+def invert_theta(theta: torch.Tensor) -> torch.Tensor:
+    """The inverse affine map, (batch, 2, 3) -> (batch, 2, 3): [A | b] -> [A^-1 | -A^-1 b].
+
+    ``affine_warp(warped, invert_theta(theta))`` carries a map drawn in a transformer's OUTPUT frame
+    (for example a Grad-CAM map of the layers after the warp) back onto the input image.
+    """
+    theta = torch.as_tensor(theta, dtype=torch.float32).reshape(-1, 2, 3)
+    inverse = torch.linalg.inv(theta[:, :, :2])
+    return torch.cat([inverse, -inverse @ theta[:, :, 2:]], dim=2)
+
+
+def warp_points(points: np.ndarray, theta, size: int) -> np.ndarray:
+    """Where input pixel positions (N, 2) of (x, y) land in the transformer's output (align_corners=False)."""
+    t = torch.as_tensor(invert_theta(theta)[0], dtype=torch.float64).numpy()
+    norm = (2 * np.asarray(points, np.float64) + 1) / size - 1  # pixel -> [-1, 1]
+    out = norm @ t[:, :2].T + t[:, 2]
+    return ((out + 1) * size - 1) / 2

@@ -1,0 +1,68 @@
+"""Notebook 02's baselines: LeNet-5, the small-kernel GAP CNN of Qiao et al., deep features + SVM."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch.utils.data import DataLoader, TensorDataset
+
+from fer_utils.models.baselines import (LeNet5, SmallCNN, SmallKernelCNN, count_parameters, extract_features,
+                                        fit_svm)
+
+
+def test_lenet5_textbook_count_at_32x32():
+    """The common modern LeNet-5 (ReLU, max-pool, full C3) on 32x32 with 10 classes: 61,706 parameters."""
+    model = LeNet5(num_classes=10, input_size=32)
+    assert count_parameters(model) == 61_706
+    assert model(torch.zeros(2, 1, 32, 32)).shape == (2, 10)
+
+
+def test_lenet5_on_fer_inputs():
+    model = LeNet5()
+    assert count_parameters(model) == 168_971  # the docstring's table
+    images = torch.zeros(3, 1, 48, 48)
+    assert model(images).shape == (3, 7)
+    assert model.embed(images).shape == (3, 84)
+    with pytest.raises(ValueError, match="input_size"):
+        LeNet5(input_size=12)
+
+
+def test_small_kernel_cnn_table():
+    model = SmallKernelCNN()
+    assert [count_parameters(block) for block in model.features] == [9_632, 55_552, 221_696, 885_760]
+    assert count_parameters(model) == 1_174_439
+    images = torch.zeros(2, 1, 48, 48)
+    assert model(images).shape == (2, 7)
+    assert model.embed(images).shape == (2, 256)
+
+
+def test_gap_head_saves_parameters_over_fc_head():
+    gap, fc = SmallKernelCNN(head="gap"), SmallKernelCNN(head="fc")
+    assert count_parameters(fc) == 3_540_135
+    assert count_parameters(fc) - count_parameters(gap) == 2_365_696
+    assert fc(torch.zeros(2, 1, 48, 48)).shape == (2, 7)
+    # GAP does not care about the input size; the flattening head does.
+    assert gap(torch.zeros(1, 1, 64, 64)).shape == (1, 7)
+    with pytest.raises(ValueError, match="head"):
+        SmallKernelCNN(head="max")
+
+
+def test_small_cnn_unchanged():
+    assert count_parameters(SmallCNN()) == 287_783
+
+
+def test_extract_features_and_svm_learn_a_toy_problem():
+    torch.manual_seed(0)
+    images = torch.randn(160, 1, 16, 16)
+    labels = (images[:, :, :8].mean(dim=(1, 2, 3)) > images[:, :, 8:].mean(dim=(1, 2, 3))).long()
+    model = SmallKernelCNN(num_classes=2, widths=(8, 16))
+    model.train()
+    loader = DataLoader(TensorDataset(images, labels), batch_size=64)
+    features, targets = extract_features(model, loader)
+    assert features.shape == (160, 16) and features.dtype == np.float32
+    np.testing.assert_array_equal(targets, labels.numpy())
+    assert not model.training, "features are extracted in eval mode"
+    svm = fit_svm(features[:120], targets[:120])
+    assert svm.predict(features[120:]).shape == (40,)
+    with pytest.raises(TypeError, match="embed"):
+        extract_features(torch.nn.Linear(2, 2), loader)
