@@ -12,7 +12,7 @@ run: $(STAMP)
 
 ## test: unit tests, every notebook under nbval (smoke) and the notebook checks, on both cores
 test: $(STAMP)
-	FER_PROFILE=smoke $(PY) -m pytest -n 2 --dist loadgroup -q \
+	FER_PROFILE=smoke $(PY) -m pytest -n 2 --dist loadfile -q \
 	    --nbval-lax --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg \
 	    notebooks tests
 

@@ -2,18 +2,17 @@
 
 - Every test, and every process a test starts (notebook kernels included),
   runs with outbound network blocked (``tests/netblock/sitecustomize.py``).
-- Notebooks run with the ``smoke`` profile and write their recorded metrics and
-  figures under ``outputs/test-run/`` (``FER_RESULTS_DIR`` / ``FER_FIGURES_DIR``),
-  where ``tests/test_notebooks.py`` reads them.
-- Under pytest-xdist, all nbval cells of one notebook and that notebook's
-  metric check share an ``xdist_group``, so they run in order on one worker.
+- Notebooks run with the ``smoke`` profile; under nbval they write their recorded
+  metrics and figures under ``outputs/test-run/`` (``FER_RESULTS_DIR`` /
+  ``FER_FIGURES_DIR``) for a person to inspect after a failure.
+- Under pytest-xdist (``--dist loadfile``) all nbval cells of one notebook run
+  in order on one worker, in one kernel.
 """
 from __future__ import annotations
 
 import os
 import shutil
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -41,23 +40,3 @@ def pytest_configure(config: pytest.Config) -> None:
         shutil.rmtree(RUN_DIR, ignore_errors=True)
         (RUN_DIR / "results").mkdir(parents=True)
         (RUN_DIR / "figures").mkdir(parents=True)
-        os.environ["FER_TEST_SESSION_START"] = str(time.time() - 1)
-
-
-def notebook_group(path: Path) -> str:
-    return "nb-" + Path(path).stem
-
-
-@pytest.hookimpl(tryfirst=True)
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Group each notebook's nbval cells with its metric check (see module docstring)."""
-    nbval_notebooks = set()
-    for item in items:
-        path = Path(str(item.fspath))
-        if path.suffix == ".ipynb":
-            nbval_notebooks.add(path.stem)
-            item.add_marker(pytest.mark.xdist_group(notebook_group(path)))
-    config._fer_nbval_notebooks = nbval_notebooks  # type: ignore[attr-defined]
-    # nbval items first, so a notebook's cells run before its metric check.
-    items.sort(key=lambda it: 0 if Path(str(it.fspath)).suffix == ".ipynb" else 1)
-

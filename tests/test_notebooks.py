@@ -4,17 +4,16 @@ Each notebook declares its own contract in ``metadata.fer``:
 ``checks`` (thresholds on the smoke run), ``course_checks`` (on the committed
 ``results/<notebook>.json``) and ``figures`` (names it must save).
 
-The full smoke execution happens once, under nbval (``make test`` collects
-``notebooks/``), which writes ``outputs/test-run/results/<notebook>.json``;
-``test_recorded_metrics`` reads that file. Run alone (``pytest tests``), it
-executes the notebook itself with papermill.
+Each notebook is executed twice per ``make test``: once by nbval (cell by cell,
+comparing the checked outputs) and once here by papermill with injected
+parameters (``profile=smoke``, a ``results_path`` and a ``figures_dir``), whose
+recorded metrics and figures are checked. The two runs are independent, so
+pytest-xdist can schedule them on either core in any order.
 """
 from __future__ import annotations
 
 import json
-import os
 import re
-import time
 from pathlib import Path
 
 import pytest
@@ -74,27 +73,13 @@ def test_parameters_are_injected(path: Path, tmp_path: Path):
     assert recorded["profile"] == "smoke" and recorded["seed"] == 7
 
 
-def _smoke_results(path: Path, request, tmp_path: Path) -> tuple[dict, Path]:
-    results_dir = Path(os.environ["FER_RESULTS_DIR"])
-    figures_dir = Path(os.environ["FER_FIGURES_DIR"]) / path.stem
-    results_file = results_dir / f"{path.stem}.json"
-    ran_under_nbval = path.stem in getattr(request.config, "_fer_nbval_notebooks", set())
-    if ran_under_nbval:
-        started = float(os.environ.get("FER_TEST_SESSION_START", "0"))
-        assert results_file.exists() and results_file.stat().st_mtime >= started, (
-            f"nbval's smoke run of {path.name} did not record its metrics (see its nbval failures above)")
-    else:
-        results_file = tmp_path / f"{path.stem}.json"
-        figures_dir = tmp_path / "figures"
-        execute_papermill(path, tmp_path / path.name,
-                          {"profile": "smoke", "results_path": str(results_file), "figures_dir": str(figures_dir)})
-    return json.loads(results_file.read_text()), figures_dir
-
-
-@pytest.mark.parametrize("path", [pytest.param(p, marks=pytest.mark.xdist_group("nb-" + p.stem)) for p in NOTEBOOKS],
-                         ids=ids)
-def test_recorded_metrics(path: Path, request, tmp_path: Path):
-    results, figures_dir = _smoke_results(path, request, tmp_path)
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=ids)
+def test_recorded_metrics(path: Path, tmp_path: Path):
+    """papermill runs the whole notebook (smoke) with injected parameters; check what it recorded."""
+    results_file, figures_dir = tmp_path / f"{path.stem}.json", tmp_path / "figures"
+    execute_papermill(path, tmp_path / path.name,
+                      {"profile": "smoke", "results_path": str(results_file), "figures_dir": str(figures_dir)})
+    results = json.loads(results_file.read_text())
     contract = declared(read(path))
     assert results.get("profile") == "smoke"
     check_metrics(results, contract.get("checks", {}), f"{path.stem} (smoke)")
