@@ -50,6 +50,9 @@ class Asset:
     what: str
 
 
+_MTCNN_LICENCE = ("MIT (facenet-pytorch, Copyright (c) 2019 Timothy Esler); MTCNN weights ported "
+                  "from David Sandberg's TensorFlow facenet, originally Zhang et al. 2016")
+
 #: The one table: every asset, where it comes from, its checksum and its licence.
 ASSETS: dict[str, Asset] = {a.name: a for a in [
     Asset("grace_hopper.jpg", "matplotlib", "3.11.2",
@@ -74,18 +77,15 @@ ASSETS: dict[str, Asset] = {a.name: a for a in [
           "Keras mini-Xception (Arriaga et al. 2017), 64x64 gray, 7 FER2013 classes"),
     Asset("pnet.pt", "facenet-pytorch", "2.6.0", "facenet_pytorch/data/pnet.pt",
           "a2a71925e0b9996a42f63e47efc1ca19043e69558b5c523b978d611dfae49c8f", 28_570,
-          "MIT (facenet-pytorch, Copyright (c) 2019 Timothy Esler); MTCNN weights ported "
-          "from David Sandberg's TensorFlow facenet, originally Zhang et al. 2016",
+          _MTCNN_LICENCE,
           "MTCNN P-Net state_dict"),
     Asset("rnet.pt", "facenet-pytorch", "2.6.0", "facenet_pytorch/data/rnet.pt",
           "bbb937de72efc9ef83b186c49f5f558467a1d7e3453a8ece0d71a886633f6a86", 403_147,
-          "MIT (facenet-pytorch, Copyright (c) 2019 Timothy Esler); MTCNN weights ported "
-          "from David Sandberg's TensorFlow facenet, originally Zhang et al. 2016",
+          _MTCNN_LICENCE,
           "MTCNN R-Net state_dict"),
     Asset("onet.pt", "facenet-pytorch", "2.6.0", "facenet_pytorch/data/onet.pt",
           "165bfbe42940416ccfb977545cf0e976d5bf321f67083ae2aaaa5c764280118d", 1_559_269,
-          "MIT (facenet-pytorch, Copyright (c) 2019 Timothy Esler); MTCNN weights ported "
-          "from David Sandberg's TensorFlow facenet, originally Zhang et al. 2016",
+          _MTCNN_LICENCE,
           "MTCNN O-Net state_dict (boxes, scores, 5 landmarks)"),
 ]}
 
