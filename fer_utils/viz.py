@@ -133,3 +133,78 @@ def plot_history(history: dict[str, list], axes: Sequence[plt.Axes] | None = Non
         ax.legend(fontsize=7)
         ax.grid(alpha=0.3)
     return fig
+
+
+# --- valence-arousal plots (notebook 04) ------------------------------------------------------
+
+def plot_va_scatter(ax: plt.Axes, va: np.ndarray, labels, title: str = "", s: float = 6, alpha: float = 0.5,
+                    class_names: Sequence[str] | None = None) -> None:
+    """Points (N, 2) = (valence, arousal) on the circumplex, one palette colour per class; legend by class."""
+    draw_circumplex(ax)
+    va, labels = np.asarray(va), np.asarray(labels)
+    names = class_names if class_names is not None else CLASSES[: int(labels.max()) + 1]
+    for c, name in enumerate(names):
+        pick = labels == c
+        if pick.any():
+            ax.scatter(va[pick, 0], va[pick, 1], s=s, alpha=alpha, color=CLASS_PALETTE[name], label=name,
+                       edgecolors="none")
+    ax.set_title(title, fontsize=9)
+
+
+def plot_va_class_shift(ax: plt.Axes, va_true: np.ndarray, va_pred: np.ndarray, labels,
+                        class_names: Sequence[str], title: str = "") -> None:
+    """For each class an arrow from its mean true (valence, arousal) to its mean prediction."""
+    draw_circumplex(ax)
+    labels = np.asarray(labels)
+    for c, name in enumerate(class_names):
+        pick = labels == c
+        if not pick.any():
+            continue
+        t, p = va_true[pick].mean(0), va_pred[pick].mean(0)
+        colour = CLASS_PALETTE[name]
+        ax.scatter(*t, color=colour, marker="o", s=30, label=name)
+        ax.annotate("", xy=p, xytext=t, arrowprops=dict(arrowstyle="->", color=colour, lw=1.5))
+    ax.set_title(title, fontsize=9)
+
+
+def va_error_grid(va_true: np.ndarray, va_pred: np.ndarray, bins: int = 4) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Mean Euclidean error |pred - true| in each cell of a bins x bins grid over the TRUE (valence,
+    arousal) in [-1, 1]^2; returns (error (arousal bin, valence bin), count, edges). Empty cells: NaN."""
+    edges = np.linspace(-1, 1, bins + 1)
+    vi = np.clip(np.digitize(va_true[:, 0], edges) - 1, 0, bins - 1)
+    ai = np.clip(np.digitize(va_true[:, 1], edges) - 1, 0, bins - 1)
+    dist = np.linalg.norm(np.asarray(va_pred) - np.asarray(va_true), axis=1)
+    err, count = np.full((bins, bins), np.nan), np.zeros((bins, bins), int)
+    for a in range(bins):
+        for v in range(bins):
+            pick = (ai == a) & (vi == v)
+            count[a, v] = pick.sum()
+            if pick.any():
+                err[a, v] = dist[pick].mean()
+    return err, count, edges
+
+
+def plot_va_error_grid(ax: plt.Axes, va_true: np.ndarray, va_pred: np.ndarray, bins: int = 4,
+                       title: str = "Error by region of the circumplex"):
+    """Heat map of :func:`va_error_grid` (arousal up), each cell annotated with its error and count."""
+    err, count, edges = va_error_grid(va_true, va_pred, bins)
+    artist = ax.imshow(err, origin="lower", extent=(-1, 1, -1, 1), cmap="magma_r", vmin=0)
+    centres = (edges[:-1] + edges[1:]) / 2
+    for a in range(bins):
+        for v in range(bins):
+            if count[a, v]:
+                ax.text(centres[v], centres[a], f"{err[a, v]:.2f}\nn={count[a, v]}", ha="center", va="center",
+                        fontsize=6, color="black" if err[a, v] < np.nanmax(err) * 0.6 else "white")
+    ax.figure.colorbar(artist, ax=ax, fraction=0.046, pad=0.02, label="mean |prediction - truth|")
+    ax.set(xlabel="true valence", ylabel="true arousal", title=title)
+    return err, count
+
+
+def plot_level_weights(ax: plt.Axes, weights: np.ndarray, level_names: Sequence[str], title: str = "") -> None:
+    """Box plot of second-level attention weights (N, T) per level, the uniform 1/T as a dotted line."""
+    weights = np.asarray(weights)
+    ax.boxplot([weights[:, t] for t in range(weights.shape[1])], showfliers=False)
+    ax.set_xticks(range(1, len(level_names) + 1), level_names, fontsize=8)
+    ax.axhline(1 / weights.shape[1], color="grey", ls=":", lw=1, label="uniform 1/T")
+    ax.set(ylabel="attention weight a_t", ylim=(0, 1), title=title)
+    ax.legend(fontsize=7)

@@ -1,0 +1,132 @@
+"""Faces with continuous valence and arousal (and expression labels), in memory.
+
+One loader for SynthFaces and for an AffectNet-format folder, so a notebook switches between them
+with its ``dataset`` / ``data_root`` parameters and nothing else changes:
+
+    faces = load_va_faces("synthfaces", n=5000, difficulty="wild", size=48)
+    faces = load_va_faces("affectnet", data_root="/path/to/AffectNet", size=48)
+    train_idx, test_idx = split_va_faces(faces)
+
+AffectNet samples are read with :func:`fer_utils.data.formats.read_affectnet`, cropped to their face
+box (:class:`~fer_utils.data.formats.FormatDataset`) and resized; rows without valence-arousal
+(``-2`` in the CSV) are dropped and counted. AffectNet has no identities, so the split is its own
+training / validation CSVs when both exist, else a random split (said when it happens).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from fer_utils.data.datasets import adapt_image, identity_split, random_split_indices
+from fer_utils.data.synthetic import SynthFaces
+
+
+@dataclass
+class VAFaces:
+    """images uint8 (N, H, W) grey or (N, H, W, 3); labels int64 (N,); valence, arousal float32 (N,);
+    identities int64 (N,) or None; split: object (N,) of "train"/"val" or None; ``pool``: the
+    SynthFaces dataset behind them (to re-render masks), or None."""
+
+    images: np.ndarray
+    labels: np.ndarray
+    valence: np.ndarray
+    arousal: np.ndarray
+    identities: np.ndarray | None = None
+    split: np.ndarray | None = None
+    pool: Any = None
+    source: str = ""
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    @property
+    def va(self) -> np.ndarray:
+        """(N, 2) float32: valence, arousal."""
+        return np.stack([self.valence, self.arousal], axis=1).astype(np.float32)
+
+    def tensors(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(images float (N, C, H, W) in [-1, 1], labels int64 (N,), va float32 (N, 2))."""
+        x = torch.from_numpy(self.images).float() / 127.5 - 1
+        x = x.unsqueeze(1) if x.ndim == 3 else x.permute(0, 3, 1, 2)
+        return x.contiguous(), torch.from_numpy(self.labels).long(), torch.from_numpy(self.va)
+
+    def masks(self, indices) -> list[dict[str, np.ndarray]]:
+        """Region masks (brows, eyes, nose, mouth, cheeks) of SynthFaces items ``indices``, re-rendered."""
+        if self.pool is None or not self.pool.with_masks:
+            raise ValueError("region masks exist only for SynthFaces loaded with with_masks=True")
+        return [self.pool[int(i)]["masks"] for i in indices]
+
+
+def _collect(items, n: int, size: int, grayscale: bool, desc: str) -> dict[str, list]:
+    out: dict[str, list] = {"images": [], "labels": [], "valence": [], "arousal": []}
+    for item in tqdm(items, total=n, desc=desc, leave=False, mininterval=2.0):
+        out["images"].append(adapt_image(item["image"], size, grayscale))
+        out["labels"].append(item["label"])
+        out["valence"].append(item["valence"])
+        out["arousal"].append(item["arousal"])
+    return out
+
+
+def load_synthfaces_va(n: int, seed: int = 0, difficulty: str = "wild", size: int = 48, grayscale: bool = True,
+                       n_identities: int | None = None, num_classes: int = 7) -> VAFaces:
+    """Render ``n`` SynthFaces once; keep images, labels, valence, arousal and identities."""
+    pool = SynthFaces(n, seed=seed, difficulty=difficulty, size=size, grayscale=grayscale,
+                      n_identities=n_identities, num_classes=num_classes, with_masks=True)
+    render = SynthFaces(n, seed=seed, difficulty=difficulty, size=size, grayscale=grayscale,
+                        n_identities=n_identities, num_classes=num_classes, with_masks=False)  # same faces, faster
+    cols = _collect((render[i] for i in range(n)), n, size, grayscale, "rendering")
+    return VAFaces(np.stack(cols["images"]), np.asarray(cols["labels"], np.int64),
+                   np.asarray(cols["valence"], np.float32), np.asarray(cols["arousal"], np.float32),
+                   identities=pool.identities.astype(np.int64), pool=pool, source=repr(pool))
+
+
+def load_affectnet_va(root, size: int = 48, grayscale: bool = True, limit: int | None = None,
+                      verbose: bool = True) -> VAFaces:
+    """Read an AffectNet-format folder; keep the faces that have a label and valence-arousal."""
+    from fer_utils.data.formats import FormatDataset, read_affectnet
+
+    samples = read_affectnet(root, verbose=verbose)
+    keep = [s for s in samples if s["valence"] is not None and s["label"] is not None]
+    if verbose and len(keep) < len(samples):
+        print(f"load_affectnet_va: dropped {len(samples) - len(keep):,} faces without valence-arousal")
+    if limit is not None:
+        keep = keep[:limit]
+    if not keep:
+        raise ValueError(f"{root}: no AffectNet face with a label and valence-arousal")
+    dataset = FormatDataset(keep)
+    cols = _collect((dataset[i] for i in range(len(keep))), len(keep), size, grayscale, "reading")
+    return VAFaces(np.stack(cols["images"]), np.asarray(cols["labels"], np.int64),
+                   np.asarray(cols["valence"], np.float32), np.asarray(cols["arousal"], np.float32),
+                   split=np.array([s["split"] for s in keep], dtype=object), source=f"affectnet ({len(keep)} faces)")
+
+
+def load_va_faces(dataset: str = "synthfaces", data_root=None, n: int = 1000, seed: int = 0,
+                  difficulty: str = "wild", size: int = 48, grayscale: bool = True,
+                  n_identities: int | None = None, num_classes: int = 7) -> VAFaces:
+    """``dataset="synthfaces"`` (rendered) or ``"affectnet"`` (read from ``data_root``)."""
+    if dataset == "synthfaces":
+        return load_synthfaces_va(n, seed, difficulty, size, grayscale, n_identities, num_classes)
+    if dataset == "affectnet":
+        if data_root is None:
+            raise ValueError("dataset='affectnet' needs data_root (the folder with Manually_Annotated_file_lists/)")
+        return load_affectnet_va(data_root, size, grayscale)
+    raise ValueError(f"dataset must be 'synthfaces' or 'affectnet', got {dataset!r}")
+
+
+def split_va_faces(faces: VAFaces, test_size: float = 0.2, seed: int = 0,
+                   verbose: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """(train, test) indices: by identity when known; else the file's own train/val split when it
+    has both; else random (no identities to keep apart)."""
+    if faces.identities is not None:
+        return identity_split(faces.identities, test_size, seed)
+    if faces.split is not None:
+        is_val = faces.split == "val"
+        if is_val.any() and (~is_val).any():
+            return np.flatnonzero(~is_val), np.flatnonzero(is_val)
+    if verbose:
+        print("split_va_faces: no identities and no validation file: random split")
+    return random_split_indices(len(faces), test_size, seed)
