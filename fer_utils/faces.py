@@ -214,9 +214,14 @@ def template(size: int = 112, zoom: float = 1.0) -> np.ndarray:
     return centre + (pts - centre) * zoom
 
 
+def alignment_matrix(landmarks5: np.ndarray, size: int = 112, zoom: float = 1.0) -> np.ndarray:
+    """The 2x3 similarity that takes the 5 points onto the ArcFace template (for images, masks, points)."""
+    return umeyama(np.asarray(landmarks5, np.float64).reshape(5, 2), template(size, zoom))
+
+
 def align(image: np.ndarray, landmarks5: np.ndarray, size: int = 112, zoom: float = 1.0) -> np.ndarray:
     """Warp the face so its 5 points land on the ArcFace template: ``(size, size[, 3])`` uint8."""
-    matrix = umeyama(np.asarray(landmarks5, np.float64).reshape(5, 2), template(size, zoom))
+    matrix = alignment_matrix(landmarks5, size, zoom)
     return cv2.warpAffine(image, matrix, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
 

@@ -663,11 +663,10 @@ def align_sample(item: dict, size: int = 112) -> tuple[np.ndarray, dict[str, np.
     """
     import cv2
 
-    from fer_utils.faces import template, umeyama
+    from fer_utils.faces import align, alignment_matrix
 
-    matrix = umeyama(np.asarray(item["points5"], np.float64), template(size))
-    image = cv2.warpAffine(item["image"], matrix, (size, size), flags=cv2.INTER_LINEAR,
-                           borderMode=cv2.BORDER_REPLICATE)
+    image = align(item["image"], item["points5"], size)
+    matrix = alignment_matrix(item["points5"], size)
     masks = {name: cv2.warpAffine(np.asarray(m, np.uint8), matrix, (size, size), flags=cv2.INTER_NEAREST) > 0
              for name, m in (item.get("masks") or {}).items()}
     return image, masks

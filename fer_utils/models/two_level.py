@@ -60,6 +60,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from fer_utils import metrics
+from fer_utils.models.baselines import count_parameters
 from fer_utils.train import fit
 
 SECOND_LEVEL = ("attention", "mean", "last")
@@ -300,15 +301,15 @@ class TwoLevelAttentionNet(nn.Module):
         return [m.last_mask for m in self.backbone.attention_modules() if m.last_mask is not None]
 
 
-def count_parameters(module: nn.Module | None) -> int:
-    return 0 if module is None else sum(p.numel() for p in module.parameters())
+def _parameters(module: nn.Module | None) -> int:
+    return 0 if module is None else count_parameters(module, trainable_only=False)
 
 
 def parameter_table(model: TwoLevelAttentionNet) -> dict[str, int]:
     """Parameters per part: backbone, level projections, Bi-RNN, attention, heads, total."""
-    return {"backbone": count_parameters(model.backbone), "projections": count_parameters(model.projections),
-            "bi_rnn": count_parameters(model.rnn), "attention": count_parameters(model.attention),
-            "heads": count_parameters(model.heads), "total": count_parameters(model)}
+    return {"backbone": _parameters(model.backbone), "projections": _parameters(model.projections),
+            "bi_rnn": _parameters(model.rnn), "attention": _parameters(model.attention),
+            "heads": _parameters(model.heads), "total": _parameters(model)}
 
 
 # ----------------------------------------------------------------------------------------------
