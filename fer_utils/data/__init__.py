@@ -3,12 +3,14 @@
 ``from fer_utils.data import SynthFaces`` is the entry point; real dataset readers and
 writers live in :mod:`fer_utils.data.formats` (import them from there).
 """
+from fer_utils.data.convention import NORMALIZATIONS, black_value, to_model_tensor
 from fer_utils.data.datasets import (
     TensorFaces, identity_kfold, identity_split, materialize, random_split_indices, to_tensor,
 )
 from fer_utils.data.synthetic import CIRCUMPLEX, PROTOTYPES, SynthFaces, render_face
 
 __all__ = [
+    "NORMALIZATIONS", "black_value", "to_model_tensor",
     "CIRCUMPLEX", "PROTOTYPES", "SynthFaces", "TensorFaces", "identity_kfold", "identity_split", "materialize",
     "random_split_indices", "render_face", "to_tensor",
 ]
