@@ -74,7 +74,8 @@ def test_label_maps_cover_native_ids_and_map_to_canonical():
         "ferg": {"anger", "disgust", "fear", "joy", "neutral", "sadness", "surprise"},
         "affwild2": set(range(7)),
     }
-    assert set(F.LABEL_MAPS) == set(expected_keys) == set(F.READERS) == set(F.WRITERS)
+    assert set(F.LABEL_MAPS) == set(expected_keys)
+    assert all(callable(getattr(F, f"{verb}_{name}")) for name in F.LABEL_MAPS for verb in ("read", "write"))
     for name, mapping in F.LABEL_MAPS.items():
         assert set(mapping) == expected_keys[name], name
         assert len(set(mapping.values())) == len(mapping), name  # one native id per class
@@ -247,7 +248,7 @@ def test_ferplus_folders_layout(tmp_path):
     assert sorted(r["label"] for r in data) == [0, 2, 4, 7]
     assert data.skipped == {"unknown": 1, "no majority (>50% after removing 1-vote classes)": 1}
     first = next(r for r in data if r["image_name"] == "fer0000000.png")
-    assert np.array_equal(F.load_image(first["image"]), samples[0]["image"])
+    assert np.array_equal(F.read_image_file(first["image"]), samples[0]["image"])
 
 
 def test_ferplus_row_count_mismatch_and_bad_votes(tmp_path):
@@ -282,7 +283,7 @@ def test_rafdb_roundtrip_layout(tmp_path):
     data = F.read_rafdb(tmp_path)
     assert [r["label"] for r in data] == [0, 6, 4, 1] and [r["split"] for r in data] == ["train"] * 3 + ["test"]
     for r, s in zip(data, samples):
-        img = F.load_image(r["image"])
+        img = F.read_image_file(r["image"])
         assert img.shape == (100, 100, 3)
         assert np.abs(img.astype(int) - s["image"]).mean() < 3  # JPEG
         assert r["identity"] is None and r["valence"] is None and r["landmarks"] is None
@@ -348,7 +349,7 @@ def test_affectnet_roundtrip_and_conventions(tmp_path, capsys):
             assert r["valence"] == pytest.approx(s["valence"]) and r["arousal"] == pytest.approx(s["arousal"])
         assert np.allclose(r["landmarks"], s["landmarks"], atol=0.006)
         assert r["face_box"] == (0, 0, 64, 64)
-        assert np.abs(F.load_image(r["image"]).astype(int) - s["image"]).mean() < 3
+        assert np.abs(F.read_image_file(r["image"]).astype(int) - s["image"]).mean() < 3
 
 
 def test_affectnet_bad_inputs(tmp_path):
@@ -418,7 +419,7 @@ def test_ckplus_roundtrip_layout_and_number_format(tmp_path, capsys):
     assert [r["label"] for r in s10] == [None, None, 6, None, None]
     assert [r["sequence_label"] for r in s10] == [6, 6, 6, None, None]
     for r, s in zip(s10 + [s5], samples):
-        assert np.array_equal(F.load_image(r["image"]), s["image"])  # PNG is lossless
+        assert np.array_equal(F.read_image_file(r["image"]), s["image"])  # PNG is lossless
         if s["landmarks"] is None:
             assert r["landmarks"] is None
         else:
@@ -460,7 +461,7 @@ def test_oulu_roundtrip_layout(tmp_path, capsys):
     assert [r["sequence_label"] for r in data] == [1, 1, 4, 4, 4, 4]
     assert [r["label"] for r in data] == [1, 1, None, 4, 4, 4]  # last 3 frames are the apex
     assert all(r["identity"] == 1 and r["native_label"] in (None, "Anger", "Happiness") for r in data)
-    assert np.abs(F.load_image(data[2]["image"]).astype(int) - samples[0]["image"]).mean() < 3
+    assert np.abs(F.read_image_file(data[2]["image"]).astype(int) - samples[0]["image"]).mean() < 3
 
 
 def test_jaffe_roundtrip_layout(tmp_path):
@@ -471,7 +472,7 @@ def test_jaffe_roundtrip_layout(tmp_path):
     data = F.read_jaffe(tmp_path)
     assert [(r["poser"], r["label"], r["identity"]) for r in data] == [
         ("AC", 4, 12), ("KA", 1, 0), ("KA", 1, 0), ("KA", 0, 0)]
-    assert np.array_equal(F.load_image(data[3]["image"]), samples[1]["image"])  # TIFF, grayscale
+    assert np.array_equal(F.read_image_file(data[3]["image"]), samples[1]["image"])  # TIFF, grayscale
     (tmp_path / "KA.XX1.9.tiff").write_bytes((tmp_path / "KA.AN1.1.tiff").read_bytes())
     with pytest.raises(F.FormatError) as ei:
         F.read_jaffe(tmp_path)
@@ -487,7 +488,7 @@ def test_ferg_roundtrip_layout(tmp_path):
     data = F.read_ferg(tmp_path)
     assert [(r["character"], r["label"], r["identity"]) for r in data] == [
         ("aia", 4, 0), ("aia", 4, 0), ("char9", 2, 9), ("ray", 0, 5)]
-    assert np.array_equal(F.load_image(data[1]["image"]), samples[1]["image"])
+    assert np.array_equal(F.read_image_file(data[1]["image"]), samples[1]["image"])
 
 
 # ---------------------------------------------------------------------------
@@ -541,7 +542,7 @@ def test_affwild2_roundtrip_layouts_and_markers(tmp_path, edition, expected_dirs
     assert np.array_equal(data[0]["au_mask"], mask)
     assert np.array_equal(data[0]["au_presence"], samples[0]["au_presence"] & mask)
     assert data[0]["aus"] is None and data[0]["identity"] is None and data[0]["split"] == "train"
-    assert np.abs(F.load_image(data[0]["image"]).astype(int) - samples[0]["image"]).mean() < 3
+    assert np.abs(F.read_image_file(data[0]["image"]).astype(int) - samples[0]["image"]).mean() < 3
 
 
 def test_affwild2_other_class_and_bad_inputs(tmp_path):
@@ -589,8 +590,8 @@ def test_format_dataset_feeds_a_dataloader_for_every_reader(tmp_path):
         "affwild2": (make_samples([0, 1, 2, 3], size=112, gray=False), {}),
     }
     for name, (samples, kw) in exports.items():
-        root = F.WRITERS[name](samples, tmp_path / name, verbose=False, **kw)
-        data = F.READERS[name](root, verbose=False)
+        root = getattr(F, f"write_{name}")(samples, tmp_path / name, verbose=False, **kw)
+        data = getattr(F, f"read_{name}")(root, verbose=False)
         loader = DataLoader(F.FormatDataset(data), batch_size=2, num_workers=2,
                             collate_fn=F.collate_samples)
         batches = list(loader)
