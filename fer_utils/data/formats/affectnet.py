@@ -47,6 +47,9 @@ def _csvs(root: Path, split: str | None, tally: Tally) -> tuple[list[tuple[Path,
     if split not in (None, "train", "val"):
         raise ValueError(f"split must be 'train', 'val' or None, got {split!r}")
     if root.is_file():
+        if root.suffix.lower() != ".csv":
+            raise error(root, "path", "an AffectNet file list (training.csv / validation.csv) or the folder "
+                        "holding Manually_Annotated_file_lists/", root.name)
         return [(root, "val" if "valid" in root.name else "train")], root.parent.parent / "Manually_Annotated_Images"
     lists = require_dir(root / "Manually_Annotated_file_lists", "AffectNet training.csv / validation.csv")
     wanted = [(lists / CSV_NAMES[sp], sp) for sp in CSV_NAMES if split in (None, sp)]

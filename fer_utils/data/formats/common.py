@@ -201,8 +201,8 @@ _BOMS = ((codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"), (code
 
 
 def decode_text(raw: bytes, path: Path, tally: Tally | None = None) -> str:
-    """Decode a label file: a BOM decides (UTF-8/16/32), else UTF-8, else cp1252 (noted).
-    Binary data (a NUL byte without a UTF-16/32 BOM) is a FormatError naming the line."""
+    """Decode a label file: a BOM decides (UTF-8/16/32), else UTF-8, else cp1252 (noted);
+    line ends become ``\\n``. Binary data (a NUL byte without a UTF-16/32 BOM) is a FormatError naming the line."""
     encoding = next((enc for bom, enc in _BOMS if raw.startswith(bom)), None)
     if encoding is None and b"\x00" in raw:
         nul = raw.index(b"\x00")
@@ -218,7 +218,7 @@ def decode_text(raw: bytes, path: Path, tally: Tally | None = None) -> str:
             continue
         if enc == "cp1252" and tally is not None:
             tally.note(f"{path} is not UTF-8: decoded as cp1252")
-        return text
+        return text.replace("\r\n", "\n").replace("\r", "\n")  # CRLF (Windows) and CR (old Mac)
     raise last_error
 
 
