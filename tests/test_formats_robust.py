@@ -14,7 +14,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_formats import abaw_samples, ck_samples, ferplus_samples, make_samples
+from test_formats import ferplus_samples, make_samples
+from test_formats_folders import abaw_samples, ck_samples
 
 from fer_utils.data import formats as F
 
@@ -223,6 +224,16 @@ def test_affwild2_video_in_two_splits(tmp_path):
     data = read("affwild2", tmp_path)
     assert [s["frame"] for s in data] == [3, 4, 5, 6]
     assert data.skipped["image listed with different labels (all its entries)"] == 2
+
+
+def test_affwild2_two_editions_side_by_side(tmp_path):
+    F.write_affwild2(abaw_samples(), tmp_path, verbose=False)
+    F.write_affwild2(abaw_samples(), tmp_path, annotations_dir="5th_ABAW_Annotations", verbose=False)
+    with pytest.raises(F.FormatError, match="annotations='<folder name>'") as ei:
+        F.read_affwild2(tmp_path)
+    assert "Third ABAW Annotations" in str(ei.value) and "5th_ABAW_Annotations" in str(ei.value)
+    data = F.read_affwild2(tmp_path, annotations="5th_ABAW_Annotations", verbose=False)
+    assert len(data) == 5 and all("5th_ABAW_Annotations" in s["source"] for s in data)
 
 
 def test_ckplus_emotion_files_that_disagree(tmp_path):

@@ -53,11 +53,14 @@ SPLIT_DIRS: dict[str, tuple[str, ...]] = {"train": ("Train_Set", "Training_Set")
 AU_INDEX: dict[int, int] = {au: i for i, au in enumerate(AUS)}
 
 
-def _annotation_dirs(root: Path, tally: Tally) -> dict[tuple[str, str], Path]:
-    """``<task folder>/<split folder>`` for every ABAW edition naming under ``root``; two
-    annotation trees for one task and split (two editions side by side) are a FormatError."""
-    bases = [root]
-    for child in list_folder(root, tally, "the Aff-Wild2 folder", dirs=True):
+def _annotation_dirs(root: Path, tally: Tally, annotations: str | None) -> dict[tuple[str, str], Path]:
+    """``<task folder>/<split folder>`` for every ABAW edition naming under ``root`` (or under
+    ``root / annotations``); two trees for one task and split (two editions side by side) are
+    a FormatError that says how to choose one."""
+    bases = [root] if annotations is None else []
+    children = [require_dir(root / annotations, "the ABAW annotation folder")] if annotations else \
+        list_folder(root, tally, "the Aff-Wild2 folder", dirs=True)
+    for child in children:
         if "nnotation" in child.name or "ABAW" in child.name:
             bases.append(child)
             bases.extend(p for p in list_folder(child, tally, str(child), dirs=True) if "nnotation" in p.name)
@@ -70,7 +73,7 @@ def _annotation_dirs(root: Path, tally: Tally) -> dict[tuple[str, str], Path]:
                         continue
                     if (task, split) in found:
                         raise error(folder, "folder", f"one {task} {split} annotation tree; also found "
-                                    f"{found[(task, split)]}: pass the edition's folder as root")
+                                    f"{found[(task, split)]}: choose one with annotations='<folder name>'")
                     found[(task, split)] = folder
     return found
 
@@ -205,12 +208,13 @@ def _au_key(s: dict) -> tuple:
 
 def read_affwild2(root: str | os.PathLike, *, split: str | None = None,
                   tasks: Sequence[str] = ("VA", "EXPR", "AU"), images: str = "cropped_aligned",
-                  verbose: bool = True) -> SampleList:
+                  annotations: str | None = None, verbose: bool = True) -> SampleList:
     """Read Aff-Wild2 per-frame annotations (ABAW1, ABAW2 or ABAW3+ folder names).
 
     ``root`` holds ``cropped_aligned/<video>/00001.jpg`` and an annotation tree
     (``annotations/{VA,EXPR,AU}_Set/{Training,Train}_Set/`` or
-    ``<nth> ABAW Annotations/{VA_Estimation,EXPR_Classification|Recognition,AU_Detection}_Challenge/``).
+    ``<nth> ABAW Annotations/{VA_Estimation,EXPR_Classification|Recognition,AU_Detection}_Challenge/``);
+    with two editions side by side, ``annotations`` names the top folder to read.
     Line k+1 of a file is frame ``k.jpg`` (1-based, header first); frames are joined
     by number. One sample per frame that has an image and at least one usable value.
     Sentinels: VA -5 -> valence/arousal None, EXPR -1 -> label None, EXPR 7 (Other,
@@ -223,7 +227,7 @@ def read_affwild2(root: str | os.PathLike, *, split: str | None = None,
     """
     root = require_dir(Path(root), "the Aff-Wild2 folder (cropped_aligned/ + annotations)")
     tally = Tally()
-    dirs = _annotation_dirs(root, tally)
+    dirs = _annotation_dirs(root, tally, annotations)
     splits = [split] if split else ["train", "val"]
     wanted = {(t, s): p for (t, s), p in dirs.items() if t in tasks and s in splits}
     if not wanted:
