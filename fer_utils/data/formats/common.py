@@ -173,12 +173,14 @@ def list_folder(folder: Path, tally: Tally, what: str, *, dirs: bool | None = No
     """Sorted entries of ``folder`` without OS artefacts (counted in ``tally.ignored``).
     ``dirs=True`` keeps folders only, ``False`` files only, None both."""
     out = []
-    for p in sorted(require_dir(folder, what).iterdir()):
-        kind = artefact_kind(p.name)
+    with os.scandir(require_dir(folder, what)) as it:  # DirEntry.is_dir() needs no stat call
+        entries = sorted(it, key=lambda e: e.name)
+    for entry in entries:
+        kind = artefact_kind(entry.name)
         if kind is not None:
             tally.ignored[kind] += 1
-        elif dirs is None or p.is_dir() == dirs:
-            out.append(p)
+        elif dirs is None or entry.is_dir() == dirs:
+            out.append(folder / entry.name)
         else:
             tally.ignored["file where folders were expected" if dirs else "folder among files"] += 1
     return out
