@@ -331,6 +331,18 @@ def test_empty_sequence_folders_are_counted(tmp_path):
     assert read("ckplus", tmp_path / "ck").skipped == {"sequence folder without PNG frames": 1}
 
 
+def test_stray_files_in_label_and_frame_folders_are_counted(tmp_path):
+    export("ckplus", tmp_path)
+    (tmp_path / "Emotion/S010/001/notes.txt").write_text("checked by RA")
+    assert read("ckplus", tmp_path).ignored == {"not *_emotion.txt": 1}
+    export("affwild2", tmp_path / "aw")
+    shutil.copy(tmp_path / "aw/cropped_aligned/vid1/00001.jpg", tmp_path / "aw/cropped_aligned/vid1/00000.jpg")
+    (tmp_path / "aw/cropped_aligned/vid1/README.md").write_text("x")
+    data = read("affwild2", tmp_path / "aw")
+    assert data.ignored == {"frame 00000.jpg (frames are numbered from 1)": 1, "not .jpg": 1}
+    assert [s["frame"] for s in data] == [1, 3, 4, 5, 6]
+
+
 # ---------------------------------------------------------------------------
 # A folder where a file belongs, and a file where a folder belongs
 # ---------------------------------------------------------------------------

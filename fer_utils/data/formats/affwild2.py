@@ -132,6 +132,9 @@ def _video_frames(video_dir: Path, tally: Tally) -> dict[int, Path]:
     for p in keep_suffix(list_folder(video_dir, tally, "Aff-Wild2 frames", dirs=False), (".jpg",), tally):
         if not p.stem.isdigit():
             raise error(p, "file name", "a frame image named like 00001.jpg", p.name)
+        if int(p.stem) == 0:
+            tally.ignored["frame 00000.jpg (frames are numbered from 1)"] += 1
+            continue
         frames[int(p.stem)] = p
     return frames
 

@@ -64,7 +64,11 @@ def _files(folder: Path, suffix: str, tally: Tally) -> list[Path]:
     """The ``*<suffix>`` files of one sequence folder of Emotion/ or FACS/ (none if it is absent)."""
     if not folder.is_dir():
         return []
-    return [p for p in list_folder(folder, tally, "a CK+ sequence folder", dirs=False) if p.name.endswith(suffix)]
+    files = list_folder(folder, tally, "a CK+ sequence folder", dirs=False)
+    out = [p for p in files if p.name.endswith(suffix)]
+    if len(out) < len(files):
+        tally.ignored[f"not *{suffix}"] += len(files) - len(out)
+    return out
 
 
 def _emotion_id(path: Path, tally: Tally) -> int | None:
