@@ -203,25 +203,27 @@ _BOMS = ((codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"), (code
 
 
 def decode_text(raw: bytes, path: Path, tally: Tally | None = None) -> str:
-    """Decode a label file: a BOM decides (UTF-8/16/32), else UTF-8, else cp1252 (noted);
-    line ends become ``\\n``. Binary data (a NUL byte without a UTF-16/32 BOM) is a FormatError naming the line."""
+    """Decode a label file: a BOM decides (UTF-8/16/32), else UTF-8, else cp1252 (noted in
+    ``tally``); CRLF and CR line ends become LF. Binary data (a NUL byte without a UTF-16/32
+    BOM) and bytes no candidate decodes are FormatErrors naming the line and byte."""
     encoding = next((enc for bom, enc in _BOMS if raw.startswith(bom)), None)
     if encoding is None and b"\x00" in raw:
         nul = raw.index(b"\x00")
-        raise error(path, f"line {_line_of(raw, nul)} (byte {nul})",
-                    "a text file (UTF-8, cp1252, or UTF-16 with BOM); found a NUL byte: binary data")
-    for enc in [encoding] if encoding else ["utf-8", "cp1252"]:
+        raise error(path, f"line {_line_of(raw, nul)} (byte {nul})", "a text file (UTF-8, cp1252, or "
+                    "UTF-16 with BOM); found a NUL byte: binary data, or UTF-16 saved without its BOM")
+    candidates = [encoding] if encoding else ["utf-8", "cp1252"]
+    for enc in candidates:
         try:
             text = raw.decode(enc)
         except UnicodeDecodeError as exc:
-            bad = exc.start
-            last_error = error(path, f"line {_line_of(raw, bad)} (byte {bad})",
-                               f"text in {encoding or 'UTF-8 or cp1252'}", raw[bad:bad + 4])
-            continue
+            if enc != candidates[-1]:
+                continue
+            raise error(path, f"line {_line_of(raw, exc.start)} (byte {exc.start})",
+                        f"text in {' or '.join(candidates)}", raw[exc.start:exc.start + 4]) from None
         if enc == "cp1252" and tally is not None:
             tally.note(f"{path} is not UTF-8: decoded as cp1252")
-        return text.replace("\r\n", "\n").replace("\r", "\n")  # CRLF (Windows) and CR (old Mac)
-    raise last_error
+        return text.replace("\r\n", "\n").replace("\r", "\n")
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 def read_text(path: Path, what: str, tally: Tally | None = None) -> str:
