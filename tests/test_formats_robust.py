@@ -306,6 +306,14 @@ def test_partial_extraction(tmp_path, name, remove, kind, text):
         assert (any(text in n for n in data.notes) if kind == "note" else data.skipped[text] > 0), data.report()
 
 
+def test_ferplus_split_folder_or_its_label_file(tmp_path):
+    export("ferplus_folders", tmp_path)
+    whole = signature(read("ferplus", tmp_path))
+    valid = signature(read("ferplus", tmp_path / "FER2013Valid"))
+    assert valid == signature(read("ferplus", tmp_path / "FER2013Valid" / "label.csv"))
+    assert valid and set(valid) < set(whole)
+
+
 def test_fer2013_kaggle_pair_with_test_csv_missing_is_noted(tmp_path):
     samples = make_samples([0, 1, 2])
     samples[2]["split"] = "test"

@@ -358,8 +358,8 @@ def read_ferplus(path: str | os.PathLike, fer2013: str | os.PathLike | None = No
     ``path`` is ``fer2013new.csv`` (or its folder); pixels come from ``fer2013``
     (default: ``fer2013.csv``/``icml_face_data.csv`` next to it), joined **by row
     position**. Alternatively ``path`` is a folder with ``FER2013Train/``,
-    ``FER2013Valid/``, ``FER2013Test/`` (PNGs + headerless ``label.csv``), or one
-    of those folders. Rows with an empty ``Image name``, and rows whose majority is
+    ``FER2013Valid/``, ``FER2013Test/`` (PNGs + headerless ``label.csv``), one
+    of those folders or its ``label.csv``. Rows with an empty ``Image name``, and rows whose majority is
     unknown or NF (or that have no majority), are dropped and counted in ``skipped``.
     Extras: ``votes`` (10,) in file order, ``soft_label`` (8,) canonical order,
     ``image_name``; csv form also ``fer2013_label`` (canonical) and ``row``.
@@ -367,6 +367,8 @@ def read_ferplus(path: str | os.PathLike, fer2013: str | os.PathLike | None = No
     path = Path(path)
     if path.is_dir() and not (path / "fer2013new.csv").exists():
         return _read_ferplus_folders(path, verbose)
+    if path.name == "label.csv" and path.is_file():
+        return _read_ferplus_folders(path.parent, verbose)
     csv_path = path / "fer2013new.csv" if path.is_dir() else path
     tally = Tally()
     lines, rows, votes = _read_votes(csv_path, 2, tally)
