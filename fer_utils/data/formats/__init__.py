@@ -3,25 +3,25 @@
 The course ships no real data, so every reader here is exercised by exporting
 synthetic samples with the matching writer and reading them back. A user with
 the real data points a reader at it and gets the same sample fields. Each module
-opens with its dataset's layout (``shared reference datasets.md`` section in brackets):
+opens with its dataset's layout; data/README.md says where to request each one.
 
-=============  ===================================================================  =========  ========  =====
-module         layout on disk                                                       labels     VA        AUs
-=============  ===================================================================  =========  ========  =====
-``fer2013``    [1] ``fer2013.csv``, ``icml_face_data.csv`` or ``train.csv`` +          7          -         -
-               ``test.csv``; [2] FER+ ``fer2013new.csv`` (joined by row position)   8
+=============  ==================================================================  =========  ========  =====
+module         layout on disk                                                      labels     VA        AUs
+=============  ==================================================================  =========  ========  =====
+``fer2013``    ``fer2013.csv``, ``icml_face_data.csv`` or ``train.csv`` +          7          -         -
+               ``test.csv``; FER+ ``fer2013new.csv`` (joined by row position)      8
                or ``FER2013{Train,Valid,Test}/label.csv`` + PNGs
-``rafdb``      [3] ``EmoLabel/list_patition_label.txt`` + ``Image/aligned/``        7          -         -
-``affectnet``  [4] ``Manually_Annotated_file_lists/{training,validation}.csv``       8 (+3      yes (-2   -
-               + ``Manually_Annotated_Images/<sub>/<file>.jpg``                     dropped)   = none)
-``ckplus``     [5] ``cohn-kanade-images/Sxxx/yyy/*.png``, ``Emotion/``, ``FACS/``,   8 ids      -         FACS
+``rafdb``      ``EmoLabel/list_patition_label.txt`` + ``Image/aligned/``           7          -         -
+``affectnet``  ``Manually_Annotated_file_lists/{training,validation}.csv``         8 (+3      yes (-2   -
+               + ``Manually_Annotated_Images/<sub>/<file>.jpg``                    dropped)   = none)
+``ckplus``     ``cohn-kanade-images/Sxxx/yyy/*.png``, ``Emotion/``, ``FACS/``,     8 ids      -         FACS
                ``Landmarks/`` text files in ``%.7e`` notation
-``oulu``       [6] ``OriginalImg/VL/Strong/Pxxx/<Class>/000.jpeg``                   6          -         -
-``jaffe``      [7] flat folder ``<POSER>.<EX><n>.<id>.tiff``                         7          -         -
-``affwild2``   [8] ``cropped_aligned/<video>/00001.jpg`` + ABAW per-video txt files  7 (+Other  yes (-5   8/12
-               (ABAW1, ABAW2 and ABAW3+ folder names)                               dropped)   = none)   (-1)
-``ferg``       [9] ``FERG_DB_256/<char>/<char>_<expr>/<char>_<expr>_<n>.png``        7          -         -
-=============  ===================================================================  =========  ========  =====
+``oulu``       ``OriginalImg/VL/Strong/Pxxx/<Class>/000.jpeg``                     6          -         -
+``jaffe``      flat folder ``<POSER>.<EX><n>.<id>.tiff``                           7          -         -
+``affwild2``   ``cropped_aligned/<video>/00001.jpg`` + ABAW per-video txt files    7 (+Other  yes (-5   8/12
+               (ABAW1, ABAW2 and ABAW3+ folder names)                              dropped)   = none)   (-1)
+``ferg``       ``FERG_DB_256/<char>/<char>_<expr>/<char>_<expr>_<n>.png``          7          -         -
+=============  ==================================================================  =========  ========  =====
 
 Samples
 -------

@@ -1,4 +1,4 @@
-"""AffectNet, manually annotated part (``shared reference datasets.md`` section 4).
+"""AffectNet, manually annotated part (Mollahosseini, Hasani & Mahoor 2017).
 
 Layout::
 

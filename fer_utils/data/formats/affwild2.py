@@ -1,4 +1,4 @@
-"""Aff-Wild2, the ABAW challenge annotations (``shared reference datasets.md`` section 8).
+"""Aff-Wild2, the ABAW challenge annotations (Kollias & Zafeiriou).
 
 Images: ``cropped_aligned/<video>/00001.jpg`` (112x112, 1-based frame numbers; frames with no
 face are missing). Annotations: one txt per video and task, header first, then line k+1 =

@@ -1,4 +1,4 @@
-"""CK+, the Extended Cohn-Kanade set (``shared reference datasets.md`` section 5).
+"""CK+, the Extended Cohn-Kanade set (Lucey et al. 2010).
 
 Four trees that mirror each other (``Sxxx`` subject / ``yyy`` sequence)::
 

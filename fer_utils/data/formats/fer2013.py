@@ -1,4 +1,4 @@
-"""FER2013 and FER+ (``shared reference datasets.md`` sections 1-2).
+"""FER2013 and FER+ (Goodfellow et al. 2013; Barsoum et al. 2016).
 
 FER2013: one CSV, ``fer2013.csv`` with header ``emotion,pixels,Usage``; ``emotion`` 0 Angry ..
 6 Neutral, ``pixels`` 2,304 space-separated uint8 (48x48, row-major), ``Usage`` Training /

@@ -1,4 +1,4 @@
-"""FERG-DB, stylised cartoon faces (``shared reference datasets.md`` section 9).
+"""FERG-DB, stylised cartoon faces (Aneja et al., ACCV 2016).
 
 Layout::
 

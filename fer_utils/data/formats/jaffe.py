@@ -1,4 +1,4 @@
-"""JAFFE, the Japanese Female Facial Expression set (``shared reference datasets.md`` section 7).
+"""JAFFE, the Japanese Female Facial Expression set.
 
 Layout: one flat folder (``jaffe/`` or ``jaffedbase/``) of 256x256 grayscale TIFFs named
 ``<POSER>.<EX><n>.<id>.tiff``, e.g. ``KA.AN1.39.tiff`` (poser KA, anger, first take,

@@ -1,4 +1,4 @@
-"""Oulu-CASIA NIR&VIS (``shared reference datasets.md`` section 6).
+"""Oulu-CASIA NIR&VIS.
 
 Layout (no label files: the class folder is the label, there is no neutral class)::
 

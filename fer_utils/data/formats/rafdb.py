@@ -1,4 +1,4 @@
-"""RAF-DB basic (``shared reference datasets.md`` section 3).
+"""RAF-DB basic (Li & Deng 2017).
 
 Layout of ``basic/``::
 
