@@ -36,3 +36,8 @@ def class_names(num_classes: int) -> tuple[str, ...]:
     if num_classes not in (7, 8):
         raise ValueError(f"num_classes must be 7 or 8, got {num_classes}")
     return CLASSES[:num_classes]
+
+#: FER2013 ``emotion`` ids 0 Angry, 1 Disgust, 2 Fear, 3 Happy, 4 Sad, 5 Surprise, 6 Neutral
+#: -> canonical id. The one copy of this map (the FER2013 reader and models trained on
+#: FER2013 both read it from here).
+FER2013_TO_CANON: dict[int, int] = {0: 1, 1: 2, 2: 3, 3: 4, 4: 5, 5: 6, 6: 0}
