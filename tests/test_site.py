@@ -150,7 +150,7 @@ def test_broken_reference_fails_the_build(tmp_path, monkeypatch):
     assert "no-such-label" in str(err.value) and "no_such_figure" in str(err.value)
 
 
-def test_every_page_in_chromium(html, browser):
+def test_every_page_in_chromium(browser, html):
     pages = sorted(p.relative_to(html).as_posix() for p in html.rglob("*.html")
                    if not p.relative_to(html).parts[0].startswith("_"))  # _static/ holds theme templates
     outside: list[str] = []
@@ -193,7 +193,7 @@ def test_every_page_in_chromium(html, browser):
     assert with_latex and with_latex <= typeset_pages, f"no typeset math on {sorted(with_latex - typeset_pages)}"
 
 
-def test_pages_open_from_file_url(html, browser):
+def test_pages_open_from_file_url(browser, html):
     for name in ("index.html", f"notebooks/{NOTEBOOKS[-1]}.html"):
         page = browser.new_page()
         status, errors, facts = _open(page, (html / name).as_uri())

@@ -306,6 +306,8 @@ def screenshots(html: Path, dst: Path = ROOT / "docs" / "screenshots", notebook:
             for name, url in (("home", "index.html"), ("notebook", f"notebooks/{notebook}.html")):
                 page.goto(base + url, wait_until="networkidle")
                 page.evaluate("() => window.MathJax && MathJax.startup ? MathJax.startup.promise : null")
+                if name == "notebook":  # show an equation, not only the title
+                    page.evaluate("() => document.querySelector('div.math').scrollIntoView({block: 'center'})")
                 path = dst / f"{name}_{kind}.png"
                 page.screenshot(path=str(path))
                 Image.open(path).convert("RGB").quantize(colors=64).save(path, optimize=True)
