@@ -150,20 +150,26 @@ def test_broken_reference_fails_the_build(tmp_path, monkeypatch):
     assert "no-such-label" in str(err.value) and "no_such_figure" in str(err.value)
 
 
+def _guarded_context(browser, outside: list[str]):
+    """A browser context that lets only 127.0.0.1, file:, data: and blob: through; the rest is logged."""
+    context = browser.new_context()
+
+    def guard(route):
+        url = route.request.url
+        if url.startswith(("data:", "blob:", "file:")) or urllib.parse.urlsplit(url).hostname == "127.0.0.1":
+            return route.continue_()
+        outside.append(url)
+        return route.abort()
+    context.route("**/*", guard)
+    return context
+
+
 def test_every_page_in_chromium(browser, html):
     pages = sorted(p.relative_to(html).as_posix() for p in html.rglob("*.html")
                    if not p.relative_to(html).parts[0].startswith("_"))  # _static/ holds theme templates
     outside: list[str] = []
     with site.serve(html) as base:
-        context = browser.new_context()
-
-        def guard(route):
-            host = urllib.parse.urlsplit(route.request.url).hostname
-            if route.request.url.startswith(("data:", "blob:")) or host == "127.0.0.1":
-                return route.continue_()
-            outside.append(route.request.url)
-            return route.abort()
-        context.route("**/*", guard)
+        context = _guarded_context(browser, outside)
         ids_cache: dict = {}
         typeset_pages = set()
         for name in pages:
@@ -194,8 +200,10 @@ def test_every_page_in_chromium(browser, html):
 
 
 def test_pages_open_from_file_url(browser, html):
+    outside: list[str] = []
+    context = _guarded_context(browser, outside)
     for name in ("index.html", f"notebooks/{NOTEBOOKS[-1]}.html"):
-        page = browser.new_page()
+        page = context.new_page()
         status, errors, facts = _open(page, (html / name).as_uri())
         page.close()
         assert not errors, f"file:// {name}: console errors {errors}"
@@ -203,3 +211,5 @@ def test_pages_open_from_file_url(browser, html):
         assert facts["untypeset"] == 0 and facts["rawDollars"] == 0, f"file:// {name}: math {facts}"
         assert [m for m in re.findall(r"notebooks/(\d\d_\w+)\.html", " ".join(facts["sidebar"]))] == NOTEBOOKS
     assert facts["typeset"] > 0
+    context.close()
+    assert not outside, f"requests left the machine from file://: {sorted(set(outside))[:10]}"

@@ -148,11 +148,13 @@ def _paper_section(nb, stem: str) -> list[str]:
     lines.append(f"From the notebook's section [{heading}](notebooks/{stem}.ipynb#{anchor}):\n")
     for cell in cells[i:]:
         text = _text(cell)
-        if cell is not cells[i] and cell.cell_type == "markdown" and text.lstrip().startswith("#"):
-            break
         if cell.cell_type == "markdown":
-            body = text.split("\n", 1)[1] if text.startswith("#") else text
-            lines.append(rewrite_links(body.strip(), prefix="") + "\n")
+            body = text.split("\n", 1)[1] if cell is cells[i] else text
+            before, heading_follows = re.split(r"^#", body, maxsplit=1, flags=re.M)[0], "\n#" in "\n" + body
+            if before.strip():
+                lines.append(rewrite_links(before.strip()) + "\n")
+            if heading_follows:  # the next section starts in this cell
+                break
         for out in cell.get("outputs", []):
             printed = out.get("text") or out.get("data", {}).get("text/plain")
             if printed:
