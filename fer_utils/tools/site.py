@@ -251,8 +251,8 @@ def build(out: Path = DEFAULT_OUT, root: Path = ROOT) -> Path:
     src = out / "src"
     stage(src, root)
     shutil.rmtree(out / "_build", ignore_errors=True)
-    book = Path(sys.executable).with_name("jupyter-book")
-    cmd = [str(book), "build", str(src), "--path-output", str(out), "-W", "-n", "--keep-going", "--all"]
+    book = "import sys; from jupyter_book.cli.main import main; sys.argv[0] = 'jupyter-book'; main()"
+    cmd = [sys.executable, "-c", book, "build", str(src), "--path-output", str(out), "-W", "-n", "--keep-going", "--all"]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     log = proc.stdout + proc.stderr
     (out / "build.log").write_text(log)
