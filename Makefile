@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lab regen bench setup exercises clean
+.PHONY: run test lab regen bench setup exercises site clean
 
 ## run: execute every notebook with the course profile into outputs/ (+ outputs/results.md)
 run: $(STAMP)
@@ -32,6 +32,10 @@ bench: $(STAMP)
 exercises: $(STAMP)
 	$(VENV)/bin/fer-exercises make notebooks student
 
+## site: build the course website into build/site/_build/html (committed outputs; nothing re-run)
+site: $(STAMP)
+	$(PY) -m fer_utils.tools.site build
+
 setup: $(STAMP)
 
 # (Re)build .venv when it is missing or older than pyproject.toml; then take the
@@ -43,6 +47,11 @@ $(STAMP): pyproject.toml
 	@$(PY) -m pip install --disable-pip-version-check -e . > $(VENV)/install.log 2>&1 \
 	    || { tail -n 30 $(VENV)/install.log; echo "pip install failed: see $(VENV)/install.log"; exit 1; }
 	@$(PY) -m fer_utils.assets fetch-all
+	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && ! command -v chromium >/dev/null; then \
+	    echo "installing Debian's chromium for the website's browser test (about 30 s; log in $(VENV)/apt.log) ..."; \
+	    { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; } > $(VENV)/apt.log 2>&1 \
+	        || echo "apt-get install chromium failed (see $(VENV)/apt.log): the browser test will be skipped"; \
+	fi
 	@touch $(STAMP)
 
 clean:
