@@ -915,11 +915,6 @@ def _photometric(img: np.ndarray, scene: Scene, k: float) -> np.ndarray:
 # ----------------------------------------------------------------------------------------------
 
 
-def _region_polygons(derived: np.ndarray) -> dict[str, list[np.ndarray]]:
-    """Float polygons (output pixels) of each region in :data:`REGIONS`, from the derived points."""
-    return {name: [derived[sl] for sl in slices] for name, slices in TEMPLATE.region_slices.items()}
-
-
 def _boxes_and_masks(derived: np.ndarray, size: int, with_masks: bool) -> tuple[dict, dict | None]:
     """Boxes [x0, y0, x1, y1] (clipped to the image) and bool masks of the same region polygons."""
     pts = derived[: TEMPLATE.region_end]
