@@ -53,7 +53,8 @@ R = _Recipe()
 RECIPES: dict[str, str] = {"02_cnn_baselines": "baselines", "03_deep_emotion": "deep_emotion",
                            "04_two_level_attention": "two_level", "05_ddamfn": "ddamfn"}
 
-#: notebook -> profile -> its settings (sizes of the data, folds, faces shown ...).
+#: notebook -> profile -> its settings (sizes of the data, folds, faces shown ...). Every key is read
+#: by its notebook as ``P["key"]``, except the ones in :data:`SHOWN_ONLY`.
 SETTINGS: dict[str, dict[str, dict[str, Any]]] = {
     "00_datasets": {
         "smoke": dict(n_train=600, n_test=200, epochs=8, lr=3e-3, width=16, n_identities=40, n_stats=500,
@@ -91,13 +92,17 @@ SETTINGS: dict[str, dict[str, dict[str, Any]]] = {
     },
     "05_ddamfn": {
         "smoke": dict(n=800, n_identities=40, folds=2, epochs=R.epochs, batch=R.batch_size, config=R.config,
-                      per_class=3),
+                      optimizer=R.optimizer, lr=R.lr, per_class=3),
         "course": dict(n=3000, n_identities=150, folds=3, epochs=R.epochs, batch=R.batch_size, config=R.config,
-                       per_class=12),
+                       optimizer=R.optimizer, lr=R.lr, per_class=12),
         "full": dict(n=30000, n_identities=1500, folds=10, epochs=R.epochs, batch=R.batch_size, config=R.config,
-                     per_class=30),
+                     optimizer=R.optimizer, lr=R.lr, per_class=30),
     },
 }
+
+
+#: Settings a notebook only shows (in its set-up ``print(P)``) because its recipe applies them.
+SHOWN_ONLY: dict[str, set[str]] = {"05_ddamfn": {"optimizer", "lr"}}  # recipe.make_optimizer(model, RECIPE)
 
 
 def resolve_profile(name: str | None = None) -> str:
