@@ -161,10 +161,10 @@ def load_rafdb_arrays(root: str | os.PathLike, size: int = 112, verbose: bool = 
                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """RAF-DB basic (``read_rafdb``, aligned crops) in memory: images (N, size, size, 3) uint8,
     labels (N,) in the course's class order, and is_train (N,) bool from the file names."""
-    from fer_utils.data.formats import load_image, read_rafdb
+    from fer_utils.data.formats import read_image_file, read_rafdb
 
     samples = read_rafdb(root, verbose=verbose)
-    images = np.stack([adapt_image(load_image(s["path"]), size, grayscale=False) for s in samples])
+    images = np.stack([adapt_image(read_image_file(s["path"]), size, grayscale=False) for s in samples])
     labels = np.asarray([s["label"] for s in samples], np.int64)
     is_train = np.asarray([s["split"] == "train" for s in samples])
     return images, labels, is_train
