@@ -108,8 +108,9 @@ def haar_cascade(name: str = "frontalface_default") -> cv2.CascadeClassifier:
 def mtcnn(min_face: float = 20.0, thresholds: tuple[float, float, float] = (0.6, 0.7, 0.7)):
     """A shared MTCNN detector per setting (weights loaded once per setting)."""
     from fer_utils.models.mtcnn import MTCNN
+    from fer_utils.weights import load_mtcnn_nets
 
-    return MTCNN(min_face, thresholds)
+    return MTCNN(load_mtcnn_nets(), min_face, thresholds)
 
 
 # ---------------------------------------------------------------- detection
@@ -188,22 +189,21 @@ def landmarks68_to_5(lm68: np.ndarray) -> np.ndarray:
                      lm68[NOSE_TIP_68], lm68[MOUTH_LEFT_68], lm68[MOUTH_RIGHT_68]])
 
 
-def umeyama(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
-    """Least-squares similarity ``dst ~ s R src + t`` (Umeyama 1991); returns the 2x3 matrix.
+def similarity_matrix(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+    """Least-squares similarity ``dst ~ s R src + t`` (Umeyama 1991) as a 2x3 matrix ``[sR | t]``.
 
-    With centred points ``X = src - mu_s``, ``Y = dst - mu_d`` and the SVD
-    ``Y^T X / n = U S V^T``: ``R = U D V^T`` with ``D = diag(1, det(U V^T))`` (no
-    reflection), ``s = tr(S D) / var(X)``, ``t = mu_d - s R mu_s``.
+    scikit-image's ``SimilarityTransform.from_estimate`` solves it: with centred points
+    ``X = src - mu_s``, ``Y = dst - mu_d`` and the SVD ``Y^T X / n = U S V^T``, ``R = U D V^T`` with
+    ``D = diag(1, +-1)`` (no reflection), ``s = tr(S D) / var(X)``, ``t = mu_d - s R mu_s``
+    (notebook 01 derives it and checks it against this function).
     """
+    from skimage.transform import SimilarityTransform
+
     src, dst = np.asarray(src, np.float64), np.asarray(dst, np.float64)
-    mu_s, mu_d = src.mean(0), dst.mean(0)
-    x, y = src - mu_s, dst - mu_d
-    u, sig, vt = np.linalg.svd(y.T @ x / len(src))
-    d = np.diag([1.0, np.sign(np.linalg.det(u @ vt)) or 1.0])
-    rot = u @ d @ vt
-    scale = np.trace(np.diag(sig) @ d) / x.var(0).sum()
-    t = mu_d - scale * rot @ mu_s
-    return np.hstack([scale * rot, t[:, None]])
+    transform = SimilarityTransform.from_estimate(src, dst)
+    if not transform:
+        raise ValueError(f"no similarity fits these {len(src)} points (all equal or collinear?): {transform}")
+    return transform.params[:2].copy()
 
 
 def template(size: int = 112, zoom: float = 1.0) -> np.ndarray:
@@ -216,7 +216,7 @@ def template(size: int = 112, zoom: float = 1.0) -> np.ndarray:
 
 def alignment_matrix(landmarks5: np.ndarray, size: int = 112, zoom: float = 1.0) -> np.ndarray:
     """The 2x3 similarity that takes the 5 points onto the ArcFace template (for images, masks, points)."""
-    return umeyama(np.asarray(landmarks5, np.float64).reshape(5, 2), template(size, zoom))
+    return similarity_matrix(np.asarray(landmarks5, np.float64).reshape(5, 2), template(size, zoom))
 
 
 def align(image: np.ndarray, landmarks5: np.ndarray, size: int = 112, zoom: float = 1.0) -> np.ndarray:
@@ -228,6 +228,37 @@ def align(image: np.ndarray, landmarks5: np.ndarray, size: int = 112, zoom: floa
 def align_gray(image: np.ndarray, landmarks5: np.ndarray, size: int = 48, zoom: float = 1.0) -> np.ndarray:
     """Aligned gray ``(size, size)`` uint8 crop for FER2013-style models (48 or 64 px)."""
     return to_gray(align(image, landmarks5, size, zoom))
+
+
+def align_sample(item: dict, size: int = 112) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """A SynthFaces item aligned like RAF-DB's crops: its 5 points warped onto the ArcFace template.
+
+    Returns the aligned image (size, size, 3) uint8 and its region masks warped the same way.
+    """
+    image = align(item["image"], item["points5"], size)
+    matrix = alignment_matrix(item["points5"], size)
+    masks = {name: cv2.warpAffine(np.asarray(m, np.uint8), matrix, (size, size), flags=cv2.INTER_NEAREST) > 0
+             for name, m in (item.get("masks") or {}).items()}
+    return image, masks
+
+
+def fer_face_crop(gray: np.ndarray, box_xywh, offset: int = 10, size: int = 64) -> np.ndarray:
+    """fer's preprocessing: square the box, enlarge it by ``offset`` px per side, resize.
+
+    Outside the image the crop is filled, like fer, with the mean of the image's
+    bottom two rows. Returns the ``(size, size)`` uint8 crop; the model reads it through
+    ``fer_utils.data.to_model_tensor(crops, normalize="symmetric")`` ([-1, 1], as fer's ``x / 255 * 2 - 1``).
+    """
+    x, y, w, h = (int(v) for v in box_xywh)
+    if h > w:  # fer's tosquare
+        x, w = x - (h - w) // 2, h
+    elif w > h:
+        y, h = y - (w - h) // 2, w
+    pad = offset + max(w, h)
+    fill = float(gray[-2:].mean())
+    padded = cv2.copyMakeBorder(gray, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=fill)
+    crop = padded[y - offset + pad:y + h + offset + pad, x - offset + pad:x + w + offset + pad]
+    return cv2.resize(crop, (size, size))
 
 
 # --------------------------------------------------------------- part crops

@@ -12,6 +12,9 @@ CLASSES: tuple[str, ...] = (
 CLASSES_7: tuple[str, ...] = CLASSES[:7]
 CLASS_TO_ID: dict[str, int] = {name: i for i, name in enumerate(CLASSES)}
 
+#: FER2013's own class names, index = its ``emotion`` id 0..6 (also the output order of fer's model).
+FER2013_CLASSES: tuple[str, ...] = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
+
 #: FACS action units that SynthFaces renders (the 12 Aff-Wild2 AUs plus what the
 #: EMFACS prototypes need). Index into ``aus`` arrays follows this order.
 AUS: tuple[int, ...] = (1, 2, 4, 5, 6, 7, 9, 10, 12, 14, 15, 17, 20, 23, 24, 25, 26)

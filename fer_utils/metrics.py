@@ -6,11 +6,10 @@ integer labels; ``y_pred`` may also be a (N, C) score array (argmax is taken).
 """
 from __future__ import annotations
 
-from typing import Sequence
-
 import numpy as np
+import torch
 from sklearn.metrics import confusion_matrix as _sk_confusion
-from sklearn.metrics import f1_score
+from sklearn.metrics import f1_score, recall_score
 
 
 def _labels(y_pred: np.ndarray) -> np.ndarray:
@@ -44,20 +43,19 @@ def macro_f1(y_true, y_pred, num_classes: int | None = None) -> float:
 
 
 def per_class_recall(y_true, y_pred, num_classes: int) -> np.ndarray:
-    """R_c = TP_c / (TP_c + FN_c) for each class; NaN for a class absent from y_true."""
-    cm = confusion_matrix(y_true, y_pred, num_classes)
-    support = cm.sum(axis=1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(support > 0, np.diag(cm) / support, np.nan)
+    """R_c = TP_c / (TP_c + FN_c) for each class (scikit-learn's ``recall_score``); NaN for a class absent from y_true."""
+    return recall_score(np.asarray(y_true).astype(int), _labels(y_pred), labels=list(range(num_classes)),
+                        average=None, zero_division=np.nan)
 
 
 def confusion_matrix(y_true, y_pred, num_classes: int, normalize: bool = False) -> np.ndarray:
-    """C[i, j] = number of samples of true class i predicted as j (rows sum to 1 if ``normalize``)."""
-    cm = _sk_confusion(np.asarray(y_true).astype(int), _labels(y_pred), labels=list(range(num_classes)))
-    if normalize:
-        rows = cm.sum(axis=1, keepdims=True)
-        return np.divide(cm, rows, out=np.zeros_like(cm, dtype=float), where=rows > 0)
-    return cm
+    """C[i, j] = number of samples of true class i predicted as j (scikit-learn).
+
+    ``normalize=True``: each row divided by its sum (the share of true class i predicted as j;
+    scikit-learn's ``normalize="true"``), a row with no samples is all zeros.
+    """
+    return _sk_confusion(np.asarray(y_true).astype(int), _labels(y_pred), labels=list(range(num_classes)),
+                         normalize="true" if normalize else None)
 
 
 def rmse(y_true, y_pred) -> float:
@@ -74,14 +72,28 @@ def pcc(y_true, y_pred) -> float:
     return float(np.sum(dy * dp) / denom) if denom > 0 else 0.0
 
 
-def ccc(y_true, y_pred) -> float:
-    """Lin's concordance CCC = 2 sigma_yp / (sigma_y^2 + sigma_p^2 + (mu_y - mu_p)^2), in [-1, 1].
+def _moments(x):
+    """Mean and population variance of a 1-D numpy array or tensor."""
+    return x.mean(), (x.var(unbiased=False) if isinstance(x, torch.Tensor) else x.var())
+
+
+def ccc(y_true, y_pred, eps: float = 0.0):
+    """Lin's concordance CCC = 2 sigma_yp / (sigma_y^2 + sigma_p^2 + (mu_y - mu_p)^2 + eps), in [-1, 1].
 
     Unlike PCC it penalises bias and scale: predicting 2*y + 1 has PCC 1 but CCC < 1.
+    Two tensors give a 0-d tensor that gradients flow through (the CCC loss,
+    :func:`fer_utils.losses.ccc_loss`, is ``1 - ccc``); anything else gives a float
+    (0.0 when the denominator is 0).
     """
-    y, p = _pair(y_true, y_pred)
-    cov = np.mean((y - y.mean()) * (p - p.mean()))
-    denom = y.var() + p.var() + (y.mean() - p.mean()) ** 2
+    if isinstance(y_true, torch.Tensor) and isinstance(y_pred, torch.Tensor):
+        y, p = y_true.reshape(-1), y_pred.reshape(-1)
+    else:
+        y, p = _pair(y_true, y_pred)
+    (mu_y, var_y), (mu_p, var_p) = _moments(y), _moments(p)
+    cov = ((p - mu_p) * (y - mu_y)).mean()
+    denom = var_p + var_y + (mu_p - mu_y) ** 2 + eps
+    if isinstance(y, torch.Tensor):
+        return 2 * cov / denom
     return float(2 * cov / denom) if denom > 0 else 0.0
 
 
@@ -126,13 +138,3 @@ def abaw_au_score(au_true, au_pred, threshold: float = 0.5) -> float:
     t = np.asarray(au_true).astype(int)
     p = (np.asarray(au_pred) >= threshold).astype(int)
     return 0.5 * au_f1(t, p, 0.5) + 0.5 * float(np.mean(t == p))
-
-
-def summarize_classification(y_true, y_pred, class_names: Sequence[str]) -> dict[str, object]:
-    """Accuracy, macro-F1 and per-class recall (by name) in one dict, ready for ``record``."""
-    recall = per_class_recall(y_true, y_pred, len(class_names))
-    return {
-        "accuracy": accuracy(y_true, y_pred),
-        "macro_f1": macro_f1(y_true, y_pred, len(class_names)),
-        "per_class_recall": {name: float(r) for name, r in zip(class_names, recall)},
-    }

@@ -5,8 +5,8 @@ import shutil
 import numpy as np
 import pytest
 
-from fer_utils import assets
-from fer_utils.assets import ASSETS, AssetError, fetch
+from fer_utils.tools import assets
+from fer_utils.tools.assets import ASSETS, AssetError, fetch
 
 
 @pytest.mark.parametrize("name", sorted(ASSETS))
@@ -54,9 +54,9 @@ def test_unknown_asset_is_a_key_error():
         fetch("lena.png")
 
 
-def test_load_image_is_rgb_uint8():
-    grace = assets.load_image("grace_hopper.jpg")
-    astro = assets.load_image("astronaut.png")
+def test_load_photo_is_rgb_uint8():
+    grace = assets.load_photo("grace_hopper.jpg")
+    astro = assets.load_photo("astronaut.png")
     assert grace.shape == (600, 512, 3) and grace.dtype == np.uint8
     assert astro.shape == (512, 512, 3)
     # the astronaut's suit is orange: red channel above blue on average in the lower part
@@ -84,5 +84,5 @@ def test_check_command_exit_codes(tmp_path, monkeypatch, capsys):
 def test_readme_shows_the_same_table():
     from pathlib import Path
 
-    readme = Path(assets.__file__).resolve().parents[1] / "data" / "README.md"
+    readme = Path(assets.__file__).resolve().parents[2] / "data" / "README.md"
     assert assets.table_markdown() in readme.read_text()
