@@ -88,3 +88,12 @@ def test_make_lab_starts_as_root_and_serves_student(tmp_path: Path):
         log.close()
         if created:
             shutil.rmtree(student)
+
+
+def test_readme_names_every_wheel_fetch_all_downloads():
+    from fer_utils.assets import ASSETS
+    readme = (ROOT / "README.md").read_text()
+    wheels = {(a.package, a.version) for a in (ASSETS.values() if isinstance(ASSETS, dict) else ASSETS)}
+    named = {(p, v) for p, v in wheels if f"{p} {v}" in " ".join(readme.split())}
+    assert named == wheels, f"README's Quick start does not name {sorted(wheels - named)}"
+    assert "Nothing else is downloaded, ever" not in readme
