@@ -151,6 +151,20 @@ def test_affectnet_validation_is_the_test_set(tmp_path: Path):
                           verbose=False)
     assert len(source.splits["test"]) == 20 and {s["split"] for s in source.items("test")} == {"val"}
     assert len(source.splits["val"]) == 4 and len(source.splits["train"]) == 36
+    va = source.va("test")
+    assert va.shape == (20, 2) and np.isfinite(va).all() and np.abs(va).max() <= 1
+    assert source.images("train", size=48).shape == (36, 48, 48)
+
+
+def test_required_fields_drop_and_count(tmp_path: Path):
+    data = samples(30, split_cycle=("train", "train", "val"), size=64, gray=False)
+    for s in data[:5]:
+        s["valence"] = s["arousal"] = None                  # written as AffectNet's -2 marker
+    F.write_affectnet(data, tmp_path, verbose=False)
+    source = open_dataset("affectnet", tmp_path, accepted=("affectnet",), profile=PROFILES["full"],
+                          require=("valence", "arousal"), verbose=False)
+    assert sum(len(v) for v in source.splits.values()) == 25
+    assert "5 samples dropped: no valence" in source.notes
 
 
 @pytest.mark.parametrize("name, writer", [("ckplus", F.write_ckplus), ("oulu", F.write_oulu),

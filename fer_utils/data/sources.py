@@ -198,6 +198,11 @@ class Source:
         """Canonical class ids (int64) of one split."""
         return np.array([self.samples[int(i)]["label"] for i in self.splits[split]], dtype=np.int64)
 
+    def va(self, split: str) -> np.ndarray:
+        """(N, 2) float32 valence, arousal of one split; NaN where a sample has none."""
+        return np.array([[np.nan if s.get(k) is None else s[k] for k in ("valence", "arousal")]
+                         for s in self.items(split)], dtype=np.float32).reshape(-1, 2)
+
     def items(self, split: str) -> list[dict]:
         """The reader's sample dicts of one split."""
         return [self.samples[int(i)] for i in self.splits[split]]
@@ -262,12 +267,13 @@ def _assign_splits(spec: Spec, split: np.ndarray, labels: np.ndarray, groups: np
 
 def open_dataset(dataset: Any, data_root: Any, *, accepted: tuple[str, ...] = (SYNTHETIC,),
                  profile: str | Profile | None = None, seed: int = 0, num_classes: int = 7,
-                 n_train: int | None = None, n_test: int | None = None,
+                 n_train: int | None = None, n_test: int | None = None, require: tuple[str, ...] = (),
                  reader_kwargs: dict | None = None, verbose: bool = True) -> Source:
     """Check the notebook's ``dataset`` / ``data_root``, read a real dataset and fit it to the profile.
 
-    ``num_classes`` 7 drops contempt (canonical 7); ``n_train`` / ``n_test`` override the profile's
-    sizes (``full``: everything). Returns a :class:`Source`; errors are raised before any reading.
+    ``num_classes`` 7 drops contempt (canonical 7); ``require`` names further fields a sample must
+    have (e.g. ``("valence", "arousal")``); ``n_train`` / ``n_test`` override the profile's sizes
+    (``full``: everything). Returns a :class:`Source`; parameter errors are raised before any reading.
     """
     name, root, layout = check_dataset(dataset, data_root, tuple(accepted))
     prof = profile if isinstance(profile, Profile) else get_profile(profile)
@@ -282,6 +288,11 @@ def open_dataset(dataset: Any, data_root: Any, *, accepted: tuple[str, ...] = (S
     if (~usable).any():
         source.notes.append(f"{int((~usable).sum()):,} of {len(labels):,} samples dropped: no label "
                             f"in the {num_classes} classes used here")
+    for key in require:
+        present = np.array([v is not None for v in _column(samples, key)])
+        if (usable & ~present).any():
+            source.notes.append(f"{int((usable & ~present).sum()):,} samples dropped: no {key}")
+        usable &= present
     keep = np.flatnonzero(usable)
     labels = labels[keep].astype(np.int64)
     spec = DATASETS[name]
