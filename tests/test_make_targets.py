@@ -8,6 +8,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -24,7 +25,7 @@ pytestmark = pytest.mark.skipif(shutil.which("make") is None, reason="needs make
 def _dry_run(*args: str) -> list[str]:
     """The commands `make -n` would run for the course targets (set-up lines left out)."""
     out = subprocess.run(["make", "-n", "-C", str(ROOT), *args], capture_output=True, text=True, check=True).stdout
-    return [line for line in out.splitlines() if "fer_utils.course" in line or "fer_utils.tools" in line
+    return [line for line in out.splitlines() if "fer_utils.tools.course" in line or "fer_utils.tools.grading" in line
             or "jupyter lab" in line]
 
 
@@ -97,3 +98,31 @@ def test_readme_names_every_wheel_fetch_all_downloads():
     named = {(p, v) for p, v in wheels if f"{p} {v}" in " ".join(readme.split())}
     assert named == wheels, f"README's Quick start does not name {sorted(wheels - named)}"
     assert "Nothing else is downloaded, ever" not in readme
+
+
+RUNNER = """
+import sys
+from pathlib import Path
+import nbformat
+from fer_utils.tools.course import _execute
+nb = nbformat.v4.new_notebook()
+nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+nb.cells = [nbformat.v4.new_code_cell("x = 1", metadata={"tags": ["parameters"]}),
+            nbformat.v4.new_markdown_cell("# text"),
+            nbformat.v4.new_code_cell("# comment lines are skipped\\nimport time\\ntime.sleep(0.6)"),
+            nbformat.v4.new_code_cell("y = 2 * x")]
+src = Path(sys.argv[1]) / "t.ipynb"
+nbformat.write(nb, src)
+_execute(src, src.with_name("out.ipynb"), {"x": 3}, {})
+"""
+
+
+def test_course_runner_prints_a_line_per_cell_and_no_tcp_warning(tmp_path: Path):
+    done = subprocess.run([sys.executable, "-c", RUNNER, str(tmp_path)], capture_output=True, text=True,
+                          timeout=300, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    lines = [l.split() for l in done.stdout.splitlines() if l.strip().startswith("cell ")]
+    assert [l[1] for l in lines] == ["1/4", "2/4", "3/4", "4/4"]      # + papermill's injected parameters
+    assert [" ".join(l[2:-2]) for l in lines] == ["x = 1", "x = 3", "import time", "y = 2 * x"]
+    assert float(lines[2][-2]) >= 0.6 and lines[2][-1] == "s"
+    assert "without encryption" not in done.stderr + done.stdout, done.stderr
