@@ -141,6 +141,9 @@ def test_rafdb_layout(tmp_path: Path, nested: bool):
     source = open_dataset("rafdb", tmp_path, accepted=("rafdb",), profile=PROFILES["full"], verbose=False)
     assert source.layout.startswith("basic/" if nested else "EmoLabel/")
     assert len(source.splits["test"]) == 14 and len(source.splits["val"]) > 0
+    no_val = open_dataset("rafdb", tmp_path, accepted=("rafdb",), profile=PROFILES["full"], carve=("test",),
+                          verbose=False)
+    assert len(no_val.splits["val"]) == 0 and len(no_val.splits["train"]) == 56
     assert source.images("test", size=112, grayscale=False).shape == (14, 112, 112, 3)
 
 

@@ -246,7 +246,7 @@ def _column(samples: Any, key: str) -> np.ndarray:
 
 
 def _assign_splits(spec: Spec, split: np.ndarray, labels: np.ndarray, groups: np.ndarray | None,
-                   seed: int, notes: list[str]) -> dict[str, np.ndarray]:
+                   seed: int, notes: list[str], carve: tuple[str, ...]) -> dict[str, np.ndarray]:
     """Positions per split: the dataset's own splits mapped, missing val/test carved out of train."""
     mapped = np.array([spec.split_map.get(s) if s is not None else None for s in split], dtype=object)
     if not spec.split_map:
@@ -256,7 +256,7 @@ def _assign_splits(spec: Spec, split: np.ndarray, labels: np.ndarray, groups: np
         notes.append(f"{unused:,} labelled samples outside the dataset's labelled splits were not used")
     splits = {name: np.flatnonzero(mapped == name) for name in SPLITS}
     for salt, (name, fraction) in enumerate((("test", 0.2), ("val", 0.1))):
-        if len(splits[name]) == 0 and len(splits["train"]) >= 2:
+        if name in carve and len(splits[name]) == 0 and len(splits["train"]) >= 2:
             train = splits["train"]
             keep, carved = _carve(labels[train], None if groups is None else groups[train], fraction, seed, salt)
             splits["train"], splits[name] = train[keep], train[carved]
@@ -268,11 +268,13 @@ def _assign_splits(spec: Spec, split: np.ndarray, labels: np.ndarray, groups: np
 def open_dataset(dataset: Any, data_root: Any, *, accepted: tuple[str, ...] = (SYNTHETIC,),
                  profile: str | Profile | None = None, seed: int = 0, num_classes: int = 7,
                  n_train: int | None = None, n_test: int | None = None, require: tuple[str, ...] = (),
+                 carve: tuple[str, ...] = ("test", "val"),
                  reader_kwargs: dict | None = None, verbose: bool = True) -> Source:
     """Check the notebook's ``dataset`` / ``data_root``, read a real dataset and fit it to the profile.
 
     ``num_classes`` 7 drops contempt (canonical 7); ``require`` names further fields a sample must
-    have (e.g. ``("valence", "arousal")``); ``n_train`` / ``n_test`` override the profile's sizes
+    have (e.g. ``("valence", "arousal")``); ``carve``: the splits to carve out of train when the
+    dataset lacks them (a notebook without model selection passes ``("test",)``); ``n_train`` / ``n_test`` override the profile's sizes
     (``full``: everything). Returns a :class:`Source`; parameter errors are raised before any reading.
     """
     name, root, layout = check_dataset(dataset, data_root, tuple(accepted))
@@ -299,7 +301,8 @@ def open_dataset(dataset: Any, data_root: Any, *, accepted: tuple[str, ...] = (S
     groups = _column(samples, spec.group)[keep] if spec.group else None
     if groups is not None and any(g is None for g in groups):
         groups = None
-    splits = _assign_splits(spec, _column(samples, "split")[keep], labels, groups, seed, source.notes)
+    splits = _assign_splits(spec, _column(samples, "split")[keep], labels, groups, seed, source.notes,
+                            tuple(carve))
     sizes = {"train": n_train or prof.n_train, "val": n_test or prof.n_test, "test": n_test or prof.n_test}
     for salt, split in enumerate(SPLITS):
         limit = None if prof.name == "full" else sizes[split]
