@@ -274,8 +274,9 @@ def open_dataset(dataset: Any, data_root: Any, *, accepted: tuple[str, ...] = (S
 
     ``num_classes`` 7 drops contempt (canonical 7); ``require`` names further fields a sample must
     have (e.g. ``("valence", "arousal")``); ``carve``: the splits to carve out of train when the
-    dataset lacks them (a notebook without model selection passes ``("test",)``); ``n_train`` / ``n_test`` override the profile's sizes
-    (``full``: everything). Returns a :class:`Source`; parameter errors are raised before any reading.
+    dataset lacks them (a notebook without model selection passes ``("test",)``); ``n_train`` /
+    ``n_test`` override the profile's sizes (``full``: everything). Returns a :class:`Source`;
+    parameter errors are raised before any reading.
     """
     name, root, layout = check_dataset(dataset, data_root, tuple(accepted))
     prof = profile if isinstance(profile, Profile) else get_profile(profile)
