@@ -208,3 +208,11 @@ def test_every_dataset_has_its_layouts_listed():
     for name, spec in DATASETS.items():
         assert f"read_{name}" in readme and spec.reader == f"read_{name}"
     assert check_dataset("synthfaces", None, ("synthfaces",)) == ("synthfaces", None, None)
+
+
+def test_readme_states_the_sizes_in_force():
+    from fer_utils.data.sources import SIZES
+    readme = " ".join((Path(__file__).resolve().parents[1] / "README.md").read_text().split())
+    (smoke_train, smoke_test), (course_train, course_test) = SIZES["smoke"], SIZES["course"]
+    assert (f"{smoke_train:,} / {course_train:,} training and {smoke_test:,} / {course_test:,} validation and test"
+            in readme) and SIZES["full"] is None

@@ -15,8 +15,9 @@ the folder is read with the matching reader of :mod:`fer_utils.data.formats`, th
   released). A split a dataset lacks is carved, deterministically from ``seed``, out of train:
   by subject where the dataset has subjects (CK+, Oulu-CASIA, JAFFE) or videos (Aff-Wild2),
   otherwise stratified by class;
-- **the profile sets the size**: ``smoke`` and ``course`` subsample each split to the profile's
-  ``n_train`` / ``n_test`` (stratified by class, seeded), ``full`` keeps everything;
+- **the profile sets the size**: ``smoke`` and ``course`` subsample each split to the sizes of
+  :data:`SIZES` (or the notebook's ``n_train`` / ``n_test``), stratified by class and seeded;
+  ``full`` keeps everything;
 - samples without a usable label (or with a class the notebook does not use, e.g. contempt in a
   7-class notebook) are dropped and **counted** in ``source.notes``.
 
@@ -35,6 +36,8 @@ import numpy as np
 from fer_utils.profiles import Profile, get_profile
 
 SPLITS = ("train", "val", "test")
+#: profile -> (training faces, validation and test faces each) taken from a real dataset; None: all.
+SIZES: dict[str, tuple[int, int] | None] = {"smoke": (600, 200), "course": (6000, 1500), "full": None}
 
 
 @dataclass(frozen=True)
@@ -304,9 +307,11 @@ def open_dataset(dataset: Any, data_root: Any, *, accepted: tuple[str, ...] = (S
         groups = None
     splits = _assign_splits(spec, _column(samples, "split")[keep], labels, groups, seed, source.notes,
                             tuple(carve))
-    sizes = {"train": n_train or prof.n_train, "val": n_test or prof.n_test, "test": n_test or prof.n_test}
+    default = SIZES[prof.name]
+    sizes = None if default is None else {"train": n_train or default[0], "val": n_test or default[1],
+                                          "test": n_test or default[1]}
     for salt, split in enumerate(SPLITS):
-        limit = None if prof.name == "full" else sizes[split]
+        limit = None if sizes is None else sizes[split]
         chosen = splits[split][subsample(labels[splits[split]], limit, seed, salt)]
         if len(chosen) < len(splits[split]):
             source.notes.append(f"{split}: {len(chosen):,} of {len(splits[split]):,} samples "
