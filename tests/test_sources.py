@@ -216,3 +216,13 @@ def test_readme_states_the_sizes_in_force():
     (smoke_train, smoke_test), (course_train, course_test) = SIZES["smoke"], SIZES["course"]
     assert (f"{smoke_train:,} / {course_train:,} training and {smoke_test:,} / {course_test:,} validation and test"
             in readme) and SIZES["full"] is None
+
+
+def test_profile_names(monkeypatch):
+    from fer_utils.data.sources import resolve_profile
+    monkeypatch.setenv("FER_PROFILE", "smoke")
+    assert resolve_profile("full") == "smoke" and resolve_profile(PROFILES["full"]) == "full"
+    monkeypatch.delenv("FER_PROFILE")
+    assert resolve_profile(None) == "course"
+    with pytest.raises(ValueError, match="unknown profile 'fast'; valid profiles are 'smoke', 'course', 'full'"):
+        resolve_profile("fast")

@@ -33,8 +33,6 @@ from typing import Any, Callable
 
 import numpy as np
 
-from fer_utils.profiles import Profile, get_profile
-
 SPLITS = ("train", "val", "test")
 #: profile -> (training faces, validation and test faces each) taken from a real dataset; None: all.
 SIZES: dict[str, tuple[int, int] | None] = {"smoke": (600, 200), "course": (6000, 1500), "full": None}
@@ -99,6 +97,15 @@ DATASETS: dict[str, Spec] = {
         _OFFICIAL_VAL_IS_TEST, group="video"),
 }
 SYNTHETIC = "synthfaces"
+
+
+def resolve_profile(profile: Any = None) -> str:
+    """The profile name in force: ``profile.name`` for a resolved profile (``run.profile``); for a
+    name or None, ``FER_PROFILE`` if set, else the name, else ``"course"``. Refuses an unknown name."""
+    name = profile.name if hasattr(profile, "name") else os.environ.get("FER_PROFILE") or profile or "course"
+    if name not in SIZES:
+        raise ValueError(f"unknown profile {name!r}; valid profiles are {', '.join(map(repr, SIZES))}")
+    return name
 
 
 def _expected(name: str) -> str:
@@ -269,7 +276,7 @@ def _assign_splits(spec: Spec, split: np.ndarray, labels: np.ndarray, groups: np
 
 
 def open_dataset(dataset: Any, data_root: Any, *, accepted: tuple[str, ...] = (SYNTHETIC,),
-                 profile: str | Profile | None = None, seed: int = 0, num_classes: int = 7,
+                 profile: Any = None, seed: int = 0, num_classes: int = 7,
                  n_train: int | None = None, n_test: int | None = None, require: tuple[str, ...] = (),
                  carve: tuple[str, ...] = ("test", "val"),
                  reader_kwargs: dict | None = None, verbose: bool = True) -> Source:
@@ -282,8 +289,8 @@ def open_dataset(dataset: Any, data_root: Any, *, accepted: tuple[str, ...] = (S
     parameter errors are raised before any reading.
     """
     name, root, layout = check_dataset(dataset, data_root, tuple(accepted))
-    prof = profile if isinstance(profile, Profile) else get_profile(profile)
-    source = Source(name, root, layout.name if layout else None, prof.name)
+    prof = resolve_profile(profile)
+    source = Source(name, root, layout.name if layout else None, prof)
     if source.synthetic:
         return source
     from fer_utils.data import formats
@@ -307,7 +314,7 @@ def open_dataset(dataset: Any, data_root: Any, *, accepted: tuple[str, ...] = (S
         groups = None
     splits = _assign_splits(spec, _column(samples, "split")[keep], labels, groups, seed, source.notes,
                             tuple(carve))
-    default = SIZES[prof.name]
+    default = SIZES[prof]
     sizes = None if default is None else {"train": n_train or default[0], "val": n_test or default[1],
                                           "test": n_test or default[1]}
     for salt, split in enumerate(SPLITS):
@@ -315,7 +322,7 @@ def open_dataset(dataset: Any, data_root: Any, *, accepted: tuple[str, ...] = (S
         chosen = splits[split][subsample(labels[splits[split]], limit, seed, salt)]
         if len(chosen) < len(splits[split]):
             source.notes.append(f"{split}: {len(chosen):,} of {len(splits[split]):,} samples "
-                                f"(profile {prof.name}, stratified by class)")
+                                f"(profile {prof}, stratified by class)")
         source.splits[split] = keep[chosen]
     source.samples = samples
     if verbose:
