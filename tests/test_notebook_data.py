@@ -1,0 +1,111 @@
+"""Every notebook checks its `dataset` / `data_root` in its set-up cell (through
+``fer_utils.data.sources.open_dataset``), and runs end to end, smoke profile, on a real-format export
+of each real dataset it accepts.
+
+The refusals are checked in one kernel per notebook: the parameters and set-up cells run once with
+SynthFaces, then the set-up cell again after each bad assignment; each must fail in that cell with
+open_dataset's message.
+"""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import nbformat
+import numpy as np
+import papermill as pm
+import pytest
+from nbclient import NotebookClient
+
+from fer_utils.data import formats as F
+from nbtools import NOTEBOOKS, ROOT, read, setup_prefix
+
+
+def _setup_index(nb) -> int:
+    return next(i for i, c in enumerate(nb.cells) if c.cell_type == "code" and "course.start(" in c.source)
+
+
+def _error_text(cell) -> str:
+    return "\n".join(f"{o.get('ename')}: {o.get('evalue')}" for o in cell.outputs if o.output_type == "error")
+
+
+def _refusals(path: Path, tmp: Path) -> dict[str, str]:
+    """Run the set-up cell after each bad assignment, in one kernel; return assignment -> error text."""
+    nb = setup_prefix(read(path))
+    setup = _setup_index(nb)
+    client = NotebookClient(nb, kernel_name="python3", timeout=600, allow_errors=True,
+                            resources={"metadata": {"path": str(path.parent)}})
+    found: dict[str, str] = {}
+
+    def attempt(assignment: str) -> str:
+        nb.cells += [nbformat.v4.new_code_cell(assignment), nbformat.from_dict(nb.cells[setup])]
+        for index in (len(nb.cells) - 2, len(nb.cells) - 1):
+            client.execute_cell(nb.cells[index], index)
+        found[assignment] = _error_text(nb.cells[-1])
+        return found[assignment]
+
+    with client.setup_kernel():
+        for index in range(len(nb.cells)):
+            client.execute_cell(nb.cells[index], index)
+        assert not _error_text(nb.cells[setup]), f"{path.name}: the set-up cell fails with SynthFaces"
+        first = attempt('dataset = "no_such_dataset"; data_root = None')
+        accepted = re.findall(r"'(\w+)'", first.split("accepts", 1)[-1]) if "accepts" in first else []
+        real = [name for name in accepted if name != "synthfaces"]
+        for name in real:
+            attempt(f'dataset = "{name}"; data_root = None')
+            attempt(f'dataset = "{name}"; data_root = {str(tmp)!r}')
+        attempt('dataset = "synthfaces"; data_root = "/some/folder"')
+        attempt(f'dataset = "{"rafdb" if "rafdb" not in accepted else "ferg"}"; data_root = {str(tmp)!r}')
+    found["_accepted"] = ",".join(accepted)
+    return found
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_bad_dataset_or_data_root_fails_in_the_setup_cell(path: Path, tmp_path: Path):
+    found = _refusals(path, tmp_path)
+    accepted = found.pop("_accepted").split(",")
+    assert "synthfaces" in accepted, f"{path.name}: an unknown dataset is not refused by open_dataset: {found}"
+    for trial, error in found.items():
+        name, root = re.match(r'dataset = "(\w+)"; data_root = (.*)', trial).groups()
+        expected = ("unknown dataset" if name == "no_such_dataset" else "only read for a real dataset"
+                    if name == "synthfaces" else "does not use dataset" if name not in accepted
+                    else "needs data_root" if root == "None" else "holds none of the")
+        assert expected in error, f"{path.name}, after `{trial}`: expected an error with {expected!r}, got {error!r}"
+
+
+# --- end to end on a real-format export ----------------------------------------------------
+
+def _export(name: str, root: Path) -> None:
+    """A small export in the dataset's first layout of data/README.md (random faces, all classes)."""
+    rng = np.random.default_rng(0)
+    gray, size = {"fer2013": (True, 48), "affectnet": (False, 64), "rafdb": (False, 100)}[name]
+    n = 900
+    split = {"fer2013": ("train",) * 6 + ("val", "test"), "affectnet": ("train",) * 4 + ("val",),
+             "rafdb": ("train",) * 4 + ("test",)}[name]
+    samples = [{"image": rng.integers(0, 256, (size, size) if gray else (size, size, 3), dtype=np.uint8),
+                "label": i % 7, "split": split[i % len(split)], "valence": float(rng.uniform(-1, 1)),
+                "arousal": float(rng.uniform(-1, 1)), "landmarks": rng.uniform(0, size, (68, 2))}
+               for i in range(n)]
+    writer = {"fer2013": F.write_fer2013, "affectnet": F.write_affectnet, "rafdb": F.write_rafdb}[name]
+    writer(samples, root, verbose=False)
+
+
+REAL_RUNS = [(p, name) for p in NOTEBOOKS for name in ("fer2013", "affectnet", "rafdb")
+             if f'"{name}"' in read(p).cells[_setup_index(read(p))].source]
+
+
+@pytest.mark.parametrize("path, name", REAL_RUNS, ids=[f"{p.stem}-{n}" for p, n in REAL_RUNS])
+def test_notebook_runs_on_a_real_format_export(path: Path, name: str, tmp_path: Path):
+    _export(name, tmp_path / "data")
+    out = tmp_path / path.name
+    pm.execute_notebook(str(path), str(out), parameters={"dataset": name, "data_root": str(tmp_path / "data"),
+                                                         "profile": "smoke"},
+                        kernel_name="python3", progress_bar=False, cwd=str(path.parent))
+    text = "\n".join(o.get("text", "") for c in read(out).cells if c.cell_type == "code" for o in c.outputs)
+    assert f"{name} (" in text and "profile smoke" in text, f"{path.name}: no open_dataset summary in the outputs"
+
+
+def test_real_runs_cover_the_real_datasets_of_the_notebooks():
+    """At least FER2013 (00), AffectNet (04) and RAF-DB (05) are run on exports."""
+    assert {n for _, n in REAL_RUNS} == {"fer2013", "affectnet", "rafdb"}, REAL_RUNS
+    assert (ROOT / "data" / "README.md").exists()
