@@ -115,7 +115,7 @@ def va_metrics(valence_true, valence_pred, arousal_true, arousal_pred) -> dict[s
 # --- ABAW challenge scores (Kollias et al., ABAW2 at ICCV 2021) -----------------------------
 
 def abaw_va_score(valence_true, valence_pred, arousal_true, arousal_pred) -> float:
-    """P_VA = 0.5 (CCC_V + CCC_A)."""
+    """P_VA = 0.5 (CCC_V + CCC_A), the mean (one public ABAW codebase, wtomin's ``VA_metric``, returns the sum)."""
     return 0.5 * (ccc(valence_true, valence_pred) + ccc(arousal_true, arousal_pred))
 
 
