@@ -150,11 +150,9 @@ def masked_ccc_loss(pred: Tensor, target: Tensor) -> Tensor:
     """Mean over the dimensions (valence, arousal) of 1 - CCC on that dimension's labelled frames.
 
     ``pred``/``target`` are (N, D); ``target == -5`` is missing, per dimension. A dimension with no
-    labelled frame is left out of the mean; none at all gives 0. The CCC loss itself is the one of
-    the Regression section (for now ``fer_utils.models.two_level.ccc_loss``, moving here).
+    labelled frame is left out of the mean; none at all gives 0. The CCC loss itself is
+    :func:`ccc_loss` of the Regression section.
     """
-    from fer_utils.models.two_level import ccc_loss  # moves to the Regression section above
-
     losses = []
     for d in range(target.shape[-1]):
         mask = target[:, d] != -5

@@ -98,6 +98,11 @@ SETTINGS: dict[str, dict[str, dict[str, Any]]] = {
         "full": dict(n=30000, n_identities=1500, folds=10, epochs=R.epochs, batch=R.batch_size, config=R.config,
                      optimizer=R.optimizer, lr=R.lr, per_class=30),
     },
+    "07_abaw": {
+        "smoke": dict(n_train=48, n_val=24, length=16, n_pretrain=2000, pretrain_epochs=3, epochs=3, seeds=[0]),
+        "course": dict(n_train=144, n_val=48, length=16, n_pretrain=6000, pretrain_epochs=3, epochs=5, seeds=[0, 1, 2]),
+        "full": dict(n_train=None, n_val=None, length=None, n_pretrain=0, pretrain_epochs=0, epochs=30, seeds=[0, 1, 2]),
+    },
 }
 
 

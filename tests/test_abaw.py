@@ -13,7 +13,7 @@ from sklearn.metrics import f1_score
 from fer_utils import losses, metrics
 from fer_utils.data import clips
 from fer_utils.models import abaw as models
-from fer_utils.models.two_level import ccc_loss
+from fer_utils.losses import ccc_loss
 from fer_utils.recipes import abaw as recipes
 
 
