@@ -43,7 +43,7 @@ class RANRecipe(Recipe):
 FULL = RANRecipe(name="ran", paper="Wang et al., IEEE TIP 2020", epochs=60, batch_size=64, lr=1e-3,
                  weight_decay=1e-4, input_size=224, channels=3, normalize="imagenet")
 #: Named scaled-down configuration: 48-px grey faces, 20-px crops, a 4-block CNN shared by the regions.
-COURSE = replace(FULL, name="ran-course", epochs=10, lr=3e-3, input_size=48, channels=1, normalize="symmetric",
+COURSE = replace(FULL, name="ran-course", epochs=8, lr=3e-3, input_size=48, channels=1, normalize="symmetric",
                  crop_size=20, widths=(8, 16, 32, 64))
 SMOKE = replace(COURSE, name="ran-smoke", epochs=5)
 
