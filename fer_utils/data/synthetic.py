@@ -254,14 +254,16 @@ class SynthFaces(torch.utils.data.Dataset):
                 _save_item(self.cache_dir / f"{i:07d}.npz", item)
         return self.transform(item) if self.transform is not None else item
 
-    def render_item(self, i: int) -> dict[str, Any]:
-        """Render sample i (no cache, no transform)."""
+    def render_item(self, i: int, **overrides: Any) -> dict[str, Any]:
+        """Render sample i (no cache, no transform); keyword arguments override fields of its
+        :class:`Scene`, e.g. ``render_item(i, occluder="mask")``: the same face with a mask
+        (occluders need ``difficulty="wild"``, whose scenes carry the occluder parameters)."""
         rng = np.random.default_rng([self.seed, 0, i])
         label = int(self.true_labels[i])
         left, right, intensity = sample_expression(rng, label, self.difficulty)
         valence, arousal = valence_arousal(label, intensity, DIFFICULTY[self.difficulty].va_noise
                                            * rng.standard_normal(2))
-        scene = sample_scene(rng, self.difficulty)
+        scene = replace(sample_scene(rng, self.difficulty), **overrides)
         identity = int(self.identities[i])
         item = render(make_identity(self.seed, identity), left, right, scene, self.size, self.grayscale,
                       self.with_masks)

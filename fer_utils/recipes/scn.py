@@ -1,0 +1,150 @@
+"""SCN's training recipe (Wang et al., CVPR 2020; defaults from the authors' ``src/train.py``).
+
+One epoch over a batch of N images with importance weights alpha and logits alpha * z:
+
+    loss = CE(alpha * z, y) + L_RR(alpha; beta, margin_1)     (the code adds them; the paper
+                                                               writes gamma * L_WCE + (1 - gamma) * L_RR)
+
+and from ``relabel_epoch`` on, after each step, every label with
+``P_max - P_label > margin_2`` is overwritten by the argmax in the stored training labels.
+``relabel="all"`` tests every sample of the batch (the authors' code), ``"low"`` only the
+low-importance group (the paper's text), ``"none"`` never relabels. ``weighting`` and
+``rank_reg`` switch the other two modules off for the ablation.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm import tqdm
+
+from fer_utils import losses
+from fer_utils.models.scn import SCN, scn_resnet18, small_backbone
+from fer_utils.recipes import Recipe
+
+RELABEL_MODES = ("all", "low", "none")
+
+
+@dataclass(frozen=True)
+class SCNRecipe(Recipe):
+    beta: float = 0.7  # share of the batch in the high-importance group
+    margin_1: float = 0.15  # rank-regularisation margin (the authors' README: 0.07 at batch 64)
+    margin_2: float = 0.2  # relabelling margin
+    relabel_epoch: int = 10  # first epoch (1-based) that relabels
+    relabel: str = "all"  # "all" (code), "low" (paper) or "none"
+    weighting: bool = True  # logits multiplied by alpha
+    rank_reg: bool = True  # add L_RR
+    lr_gamma: float = 0.9  # ExponentialLR factor per epoch
+    widths: tuple[int, ...] = ()  # course backbone widths; () = the authors' ResNet-18
+    drop_rate: float = 0.0
+
+
+FULL = SCNRecipe(name="scn", paper="Wang et al., CVPR 2020", epochs=70, batch_size=64, lr=1e-3,
+                 weight_decay=1e-4, optimizer="adam", input_size=224, channels=3, normalize="imagenet")
+#: Named scaled-down configuration: 32-px grey faces, a 4-block CNN (25,024 parameters with both heads), 8 epochs,
+#: relabelling from epoch 6, margin_1 0.07 (the authors' README value for batch 64).
+COURSE = replace(FULL, name="scn-course", epochs=8, relabel_epoch=6, margin_1=0.07, lr=3e-3, input_size=32,
+                 channels=1, normalize="symmetric", widths=(8, 16, 32, 64))
+SMOKE = replace(COURSE, name="scn-smoke", epochs=5, relabel_epoch=4)
+
+
+def variant(recipe: SCNRecipe, arm: str) -> SCNRecipe:
+    """The ablation arms: plain, weighting, rank_reg (alone: alpha trained, logits not weighted),
+    relabel (alone), scn (all three, the code's relabelling), scn_low (the paper's relabelling)."""
+    arms = {
+        "plain": dict(weighting=False, rank_reg=False, relabel="none"),
+        "weighting": dict(weighting=True, rank_reg=False, relabel="none"),
+        "rank_reg": dict(weighting=False, rank_reg=True, relabel="none"),
+        "relabel": dict(weighting=False, rank_reg=False, relabel="all"),
+        "scn": dict(weighting=True, rank_reg=True, relabel="all"),
+        "scn_low": dict(weighting=True, rank_reg=True, relabel="low"),
+    }
+    if arm not in arms:
+        raise ValueError(f"unknown SCN arm {arm!r}; choose one of {list(arms)}")
+    return replace(recipe, **arms[arm])
+
+
+def build_model(recipe: SCNRecipe) -> SCN:
+    if not recipe.widths:
+        return scn_resnet18(recipe.num_classes, recipe.drop_rate)
+    model = SCN(small_backbone(recipe.channels, recipe.widths), recipe.widths[-1], recipe.num_classes,
+                recipe.drop_rate)
+    model.weighting = recipe.weighting
+    return model
+
+
+def make_optimizer(model: nn.Module, recipe: SCNRecipe):
+    """Adam (the authors' default: its own lr, weight decay 1e-4) and ExponentialLR(0.9)."""
+    optimizer = torch.optim.Adam(model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
+    return optimizer, torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=recipe.lr_gamma)
+
+
+def loss_step(model: SCN, batch, recipe: SCNRecipe):
+    """``batch = (images, labels)`` -> (CE on the (weighted) logits + L_RR, logs with logits and alpha)."""
+    images, labels = batch
+    logits, alpha = model(images)
+    ce = F.cross_entropy(logits, labels)
+    rr = losses.rank_regularization(alpha, recipe.beta, recipe.margin_1) if recipe.rank_reg else ce.new_zeros(())
+    return ce + rr, {"ce": float(ce.detach()), "rr": float(rr.detach()), "logits": logits.detach(), "alpha": alpha.detach()}
+
+
+def _relabel_batch(logs: dict, labels: torch.Tensor, recipe: SCNRecipe) -> tuple[torch.Tensor, torch.Tensor]:
+    probabilities = logs["logits"].softmax(dim=1)
+    candidates = losses.low_importance_group(logs["alpha"], recipe.beta) if recipe.relabel == "low" else None
+    return losses.relabel(probabilities, labels, recipe.margin_2, candidates)
+
+
+def train(model: SCN, images: torch.Tensor, labels: np.ndarray, recipe: SCNRecipe, seed: int = 0,
+          progress: bool = True, val: tuple[torch.Tensor, np.ndarray] | None = None) -> dict:
+    """Train ``model`` on in-memory ``images`` (N, C, H, W) with (noisy) ``labels``.
+
+    Returns ``labels`` (the training labels after relabelling), ``relabelled`` (bool,
+    changed at least once), ``train_loss``, ``rr`` and ``relabelled_share`` per epoch, and
+    ``val_accuracy`` per epoch when ``val = (images, labels)`` is given. The stored labels
+    are a copy: the caller's array is not changed.
+    """
+    if recipe.relabel not in RELABEL_MODES:
+        raise ValueError(f"relabel={recipe.relabel!r}: expected one of {RELABEL_MODES}")
+    stored = torch.as_tensor(np.asarray(labels), dtype=torch.long).clone()
+    original = stored.clone()
+    optimizer, scheduler = make_optimizer(model, recipe)
+    generator = torch.Generator().manual_seed(seed)
+    n, history = len(stored), {"train_loss": [], "rr": [], "relabelled_share": []}
+    steps = n // recipe.batch_size  # full batches only, so every batch has both groups
+    bar = tqdm(total=recipe.epochs * steps, disable=not progress, desc=recipe.name, unit="batch",
+               mininterval=2.0, ascii=True)
+    for epoch in range(1, recipe.epochs + 1):
+        model.train()
+        order = torch.randperm(n, generator=generator)
+        total, total_rr = 0.0, 0.0
+        for step in range(steps):
+            index = order[step * recipe.batch_size:(step + 1) * recipe.batch_size]
+            loss, logs = loss_step(model, (images[index], stored[index]), recipe)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            total, total_rr = total + float(loss.detach()), total_rr + logs["rr"]
+            if recipe.relabel != "none" and epoch >= recipe.relabel_epoch:
+                stored[index] = _relabel_batch(logs, stored[index], recipe)[0]
+            bar.update(1)
+        scheduler.step()
+        history["train_loss"].append(total / steps)
+        history["rr"].append(total_rr / steps)
+        history["relabelled_share"].append(float((stored != original).float().mean()))
+        if val is not None:
+            history.setdefault("val_accuracy", []).append(float((predict(model, val[0])[0].argmax(1) == val[1]).mean()))
+    bar.close()
+    history["labels"] = stored.numpy()
+    history["relabelled"] = (stored != original).numpy()
+    return history
+
+
+@torch.inference_mode()
+def predict(model: SCN, images: torch.Tensor, batch_size: int = 512) -> tuple[np.ndarray, np.ndarray]:
+    """Eval-mode ``(logits (N, C), alpha (N,))`` as numpy."""
+    model.eval()
+    outs = [model(images[i:i + batch_size]) for i in range(0, len(images), batch_size)]
+    return torch.cat([o[0] for o in outs]).numpy(), torch.cat([o[1] for o in outs]).numpy()
