@@ -282,16 +282,24 @@ def part_boxes(landmarks: np.ndarray) -> dict[str, tuple[np.ndarray, float, floa
     return {k: (c, PART_SIDES[k] * d, angle) for k, c in centres.items()}
 
 
-def crop_square(image: np.ndarray, centre, side: float, angle: float, size: int) -> np.ndarray:
-    """The square of ``side`` px around ``centre``, rotated by ``angle``, resampled to size x size."""
-    rot = cv2.getRotationMatrix2D((float(centre[0]), float(centre[1])), angle, size / side)
-    rot[:, 2] += np.array([size / 2.0, size / 2.0]) - np.asarray(centre, np.float64)
-    return cv2.warpAffine(image, rot, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+def crop_square(image: np.ndarray, centre, side: float, angle: float, size: int | tuple[int, int]) -> np.ndarray:
+    """The square of ``side`` px around ``centre``, rotated by ``angle``, resampled to size x size.
+
+    ``size=(h, w)`` gives an h x w crop whose longer edge spans ``side`` px (same scale on both axes).
+    """
+    h, w = (size, size) if np.isscalar(size) else (int(size[0]), int(size[1]))
+    rot = cv2.getRotationMatrix2D((float(centre[0]), float(centre[1])), angle, max(h, w) / side)
+    rot[:, 2] += np.array([w / 2.0, h / 2.0]) - np.asarray(centre, np.float64)
+    return cv2.warpAffine(image, rot, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
 
-def part_crops(image: np.ndarray, landmarks: np.ndarray, size: int = 32) -> dict[str, np.ndarray]:
-    """``{"eyes", "nose", "mouth"}`` -> square crops ``(size, size[, 3])`` from 5 or 68 landmarks."""
-    return {k: crop_square(image, c, side, angle, size) for k, (c, side, angle) in part_boxes(landmarks).items()}
+def part_crops(image: np.ndarray, landmarks: np.ndarray, size: int | dict = 32) -> dict[str, np.ndarray]:
+    """``{"eyes", "nose", "mouth"}`` -> square crops ``(size, size[, 3])`` from 5 or 68 landmarks.
+
+    ``size`` may also be ``{part: (h, w)}`` (e.g. MGLN's eyes 48 x 128): see :func:`crop_square`.
+    """
+    sizes = size if isinstance(size, dict) else dict.fromkeys(PART_SIDES, size)
+    return {k: crop_square(image, c, side, angle, sizes[k]) for k, (c, side, angle) in part_boxes(landmarks).items()}
 
 
 # ---------------------------------------------------- accuracy on SynthFaces

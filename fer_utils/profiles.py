@@ -103,10 +103,14 @@ SETTINGS: dict[str, dict[str, dict[str, Any]]] = {
         "course": dict(n_train=144, n_val=48, length=16, n_pretrain=6000, pretrain_epochs=3, epochs=5, seeds=[0, 1, 2]),
         "full": dict(n_train=None, n_val=None, length=None, n_pretrain=0, pretrain_epochs=0, epochs=30, seeds=[0, 1, 2]),
     },
+    # 08: "scn"/"ran" name the recipe (fer_utils/recipes/scn.py, ran.py) each profile trains with.
     "08_scn_ran": {
-        "smoke": dict(scn_n=800, ran_n=800, test_faces=80, seeds=(0,), rates=(0.0, 0.3), scn=scn_recipe.SMOKE, ran=ran_recipe.SMOKE),
-        "course": dict(scn_n=1000, ran_n=1000, test_faces=200, seeds=(0, 1, 2), rates=(0.0, 0.1, 0.2, 0.3), scn=scn_recipe.COURSE, ran=ran_recipe.COURSE),
-        "full": dict(scn_n=6000, ran_n=6000, test_faces=1000, seeds=(0, 1, 2, 3, 4), rates=(0.0, 0.1, 0.2, 0.3), scn=scn_recipe.COURSE, ran=ran_recipe.COURSE),
+        "smoke": dict(scn_n=800, ran_n=800, test_faces=80, seeds=(0,), rates=(0.0, 0.3),
+                      scn="SMOKE", ran="SMOKE"),
+        "course": dict(scn_n=1000, ran_n=1000, test_faces=200, seeds=(0, 1, 2), rates=(0.0, 0.1, 0.2, 0.3),
+                       scn="COURSE", ran="COURSE"),
+        "full": dict(scn_n=6000, ran_n=6000, test_faces=1000, seeds=(0, 1, 2, 3, 4),
+                     rates=(0.0, 0.1, 0.2, 0.3), scn="COURSE", ran="COURSE"),
     },
 }
 
