@@ -63,9 +63,11 @@ def loss_step(model, batch, recipe):
 
 
 def train_transform(recipe):
-    if not recipe.flip:
-        return None
-    return lambda x: x.flip(-1) if torch.rand(()) < 0.5 else x
+    """uint8 (C, H, W) -> [-1, 1], flipped left-right with probability 0.5."""
+    def transform(x):
+        x = x.float() / 127.5 - 1.0
+        return x.flip(-1) if recipe.flip and torch.rand(()) < 0.5 else x
+    return transform
 '''
 
 #: One process vs two: the same float32 step, the gradients summed in another order.

@@ -133,7 +133,8 @@ def to_device(x: torch.Tensor, y: torch.Tensor, ctx: Context, channels_last: boo
 
 
 class Sums:
-    """Sample-weighted sums of the epoch's loss, logs and correct predictions, reduced over ranks."""
+    """Sample-weighted sums of the epoch's loss, the recipe's logs and the correct predictions,
+    reduced over ranks. Logs (``loss_step``'s dict) appear as ``<prefix>_log_<key>``."""
 
     def __init__(self) -> None:
         self.values: dict[str, float] = {"loss": 0.0, "correct": 0.0, "count": 0.0}
@@ -144,7 +145,7 @@ class Sums:
         self.values["loss"] += loss * n
         self.values["count"] += n
         for key, value in logs.items():
-            self.values[key] = self.values.get(key, 0.0) + float(value) * n
+            self.values[f"log_{key}"] = self.values.get(f"log_{key}", 0.0) + float(value) * n
         logits = output[0] if isinstance(output, (tuple, list)) else output
         if isinstance(logits, torch.Tensor) and logits.ndim == 2 and not y.is_floating_point():
             self.values["correct"] += float((logits.argmax(1) == y).sum())
@@ -239,14 +240,16 @@ class RecipeImages(Dataset):
     """(image tensor, label) pairs in the recipe's input convention (size, channels, normalize).
 
     Images come through :class:`fer_utils.data.formats.FormatDataset` (lazy loading, face-box
-    crops), are resized with ``adapt_image`` and scaled with ``to_model_tensor``; ``augment`` (the
-    recipe module's ``train_transform(recipe)``, when it has one) then sees the float tensor.
+    crops) and are resized with ``adapt_image``. ``transform`` (the recipe module's
+    ``train_transform(recipe)``, when it has one) maps the uint8 (C, H, W) tensor to the model
+    tensor, augmentation included; without it ``to_model_tensor(recipe.normalize)`` does.
     """
 
-    def __init__(self, samples: Any, indices: Sequence[int], recipe: Any, augment: Any = None) -> None:
+    def __init__(self, samples: Any, indices: Sequence[int], recipe: Any, transform: Any = None) -> None:
         from fer_utils.data.formats import FormatDataset
 
-        self.base, self.indices, self.recipe, self.augment = FormatDataset(samples), list(indices), recipe, augment
+        self.base, self.indices, self.recipe = FormatDataset(samples), list(indices), recipe
+        self.transform = transform
 
     def __len__(self) -> int:
         return len(self.indices)
@@ -257,9 +260,10 @@ class RecipeImages(Dataset):
 
         item = self.base[self.indices[j]]
         image = adapt_image(item["image"], self.recipe.input_size, grayscale=self.recipe.channels == 1)
-        x = to_model_tensor(image[None], self.recipe.normalize)[0]
-        if self.augment is not None:
-            x = self.augment(x)
+        if self.transform is not None:
+            x = self.transform(torch.from_numpy(image.reshape(*image.shape[:2], -1)).permute(2, 0, 1))
+        else:
+            x = to_model_tensor(image[None], self.recipe.normalize)[0]
         return x, torch.tensor(int(item["label"]))
 
 
@@ -271,8 +275,11 @@ def make_loaders(samples: Any, train_idx: list, val_idx: list, module: Any, reci
         raise FerTrainError(f"batch_size {recipe.batch_size} (the global batch) is not divisible by "
                             f"the {ctx.world} processes")
     per_rank = recipe.batch_size // ctx.world
-    augment = module.train_transform(recipe) if callable(getattr(module, "train_transform", None)) else None
-    train = RecipeImages(samples, train_idx, recipe, augment)
+    transform = module.train_transform(recipe) if callable(getattr(module, "train_transform", None)) else None
+    if transform is None and ctx.main:
+        print(f"note: recipe module {module.__name__} defines no train_transform(recipe): training without "
+              "augmentation")
+    train = RecipeImages(samples, train_idx, recipe, transform)
     sampler = DistributedSampler(train, num_replicas=ctx.world, rank=ctx.rank, shuffle=True, seed=0)
     cuda = ctx.device.type == "cuda"
     opts = dict(num_workers=ctx.workers, pin_memory=cuda, persistent_workers=False)
