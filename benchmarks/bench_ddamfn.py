@@ -32,7 +32,9 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from fer_utils.models.ddamfn import COURSE, DDAMFN, count_parameters, ddamfn_loss  # noqa: E402
+from fer_utils.losses import ddamfn_loss  # noqa: E402
+from fer_utils.models import count_parameters  # noqa: E402
+from fer_utils.models.ddamfn import COURSE, DDAMFN  # noqa: E402
 
 BATCH, THREADS = 64, 2
 AUTHORS_IMAGES_PER_S = 7.5  # authors' code, median, this machine type, load average ~2.5

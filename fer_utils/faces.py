@@ -108,8 +108,9 @@ def haar_cascade(name: str = "frontalface_default") -> cv2.CascadeClassifier:
 def mtcnn(min_face: float = 20.0, thresholds: tuple[float, float, float] = (0.6, 0.7, 0.7)):
     """A shared MTCNN detector per setting (weights loaded once per setting)."""
     from fer_utils.models.mtcnn import MTCNN
+    from fer_utils.weights import load_mtcnn_nets
 
-    return MTCNN(min_face, thresholds)
+    return MTCNN(load_mtcnn_nets(), min_face, thresholds)
 
 
 # ---------------------------------------------------------------- detection
@@ -228,6 +229,37 @@ def align(image: np.ndarray, landmarks5: np.ndarray, size: int = 112, zoom: floa
 def align_gray(image: np.ndarray, landmarks5: np.ndarray, size: int = 48, zoom: float = 1.0) -> np.ndarray:
     """Aligned gray ``(size, size)`` uint8 crop for FER2013-style models (48 or 64 px)."""
     return to_gray(align(image, landmarks5, size, zoom))
+
+
+def align_sample(item: dict, size: int = 112) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """A SynthFaces item aligned like RAF-DB's crops: its 5 points warped onto the ArcFace template.
+
+    Returns the aligned image (size, size, 3) uint8 and its region masks warped the same way.
+    """
+    image = align(item["image"], item["points5"], size)
+    matrix = alignment_matrix(item["points5"], size)
+    masks = {name: cv2.warpAffine(np.asarray(m, np.uint8), matrix, (size, size), flags=cv2.INTER_NEAREST) > 0
+             for name, m in (item.get("masks") or {}).items()}
+    return image, masks
+
+
+def fer_face_crop(gray: np.ndarray, box_xywh, offset: int = 10, size: int = 64) -> np.ndarray:
+    """fer's preprocessing: square the box, enlarge it by ``offset`` px per side, resize.
+
+    Outside the image the crop is filled, like fer, with the mean of the image's
+    bottom two rows. Returns ``(size, size)`` float32 in [-1, 1] (``x / 255 * 2 - 1``).
+    """
+    x, y, w, h = (int(v) for v in box_xywh)
+    if h > w:  # fer's tosquare
+        x, w = x - (h - w) // 2, h
+    elif w > h:
+        y, h = y - (w - h) // 2, w
+    pad = offset + max(w, h)
+    fill = float(gray[-2:].mean())
+    padded = cv2.copyMakeBorder(gray, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=fill)
+    crop = padded[y - offset + pad:y + h + offset + pad, x - offset + pad:x + w + offset + pad]
+    crop = cv2.resize(crop, (size, size)).astype(np.float32)
+    return (crop / 255.0 - 0.5) * 2.0
 
 
 # --------------------------------------------------------------- part crops

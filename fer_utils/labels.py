@@ -12,6 +12,9 @@ CLASSES: tuple[str, ...] = (
 CLASSES_7: tuple[str, ...] = CLASSES[:7]
 CLASS_TO_ID: dict[str, int] = {name: i for i, name in enumerate(CLASSES)}
 
+#: FER2013's own class names, index = its ``emotion`` id 0..6 (also the output order of fer's model).
+FER2013_CLASSES: tuple[str, ...] = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
+
 #: FACS action units that SynthFaces renders (the 12 Aff-Wild2 AUs plus what the
 #: EMFACS prototypes need). Index into ``aus`` arrays follows this order.
 AUS: tuple[int, ...] = (1, 2, 4, 5, 6, 7, 9, 10, 12, 14, 15, 17, 20, 23, 24, 25, 26)
@@ -36,3 +39,8 @@ def class_names(num_classes: int) -> tuple[str, ...]:
     if num_classes not in (7, 8):
         raise ValueError(f"num_classes must be 7 or 8, got {num_classes}")
     return CLASSES[:num_classes]
+
+#: FER2013 ``emotion`` ids 0 Angry, 1 Disgust, 2 Fear, 3 Happy, 4 Sad, 5 Surprise, 6 Neutral
+#: -> canonical id. The one copy of this map (the FER2013 reader and models trained on
+#: FER2013 both read it from here).
+FER2013_TO_CANON: dict[int, int] = {0: 1, 1: 2, 2: 3, 3: 4, 4: 5, 5: 6, 6: 0}

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Sequence
 
 import numpy as np
+import torch
 from sklearn.metrics import confusion_matrix as _sk_confusion
 from sklearn.metrics import f1_score
 
@@ -74,14 +75,28 @@ def pcc(y_true, y_pred) -> float:
     return float(np.sum(dy * dp) / denom) if denom > 0 else 0.0
 
 
-def ccc(y_true, y_pred) -> float:
-    """Lin's concordance CCC = 2 sigma_yp / (sigma_y^2 + sigma_p^2 + (mu_y - mu_p)^2), in [-1, 1].
+def _moments(x):
+    """Mean and population variance of a 1-D numpy array or tensor."""
+    return x.mean(), (x.var(unbiased=False) if isinstance(x, torch.Tensor) else x.var())
+
+
+def ccc(y_true, y_pred, eps: float = 0.0):
+    """Lin's concordance CCC = 2 sigma_yp / (sigma_y^2 + sigma_p^2 + (mu_y - mu_p)^2 + eps), in [-1, 1].
 
     Unlike PCC it penalises bias and scale: predicting 2*y + 1 has PCC 1 but CCC < 1.
+    Two tensors give a 0-d tensor that gradients flow through (the CCC loss,
+    :func:`fer_utils.losses.ccc_loss`, is ``1 - ccc``); anything else gives a float
+    (0.0 when the denominator is 0).
     """
-    y, p = _pair(y_true, y_pred)
-    cov = np.mean((y - y.mean()) * (p - p.mean()))
-    denom = y.var() + p.var() + (y.mean() - p.mean()) ** 2
+    if isinstance(y_true, torch.Tensor) and isinstance(y_pred, torch.Tensor):
+        y, p = y_true.reshape(-1), y_pred.reshape(-1)
+    else:
+        y, p = _pair(y_true, y_pred)
+    (mu_y, var_y), (mu_p, var_p) = _moments(y), _moments(p)
+    cov = ((p - mu_p) * (y - mu_y)).mean()
+    denom = var_p + var_y + (mu_p - mu_y) ** 2 + eps
+    if isinstance(y, torch.Tensor):
+        return 2 * cov / denom
     return float(2 * cov / denom) if denom > 0 else 0.0
 
 

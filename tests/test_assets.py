@@ -5,8 +5,8 @@ import shutil
 import numpy as np
 import pytest
 
-from fer_utils import assets
-from fer_utils.assets import ASSETS, AssetError, fetch
+from fer_utils.tools import assets
+from fer_utils.tools.assets import ASSETS, AssetError, fetch
 
 
 @pytest.mark.parametrize("name", sorted(ASSETS))
@@ -84,5 +84,5 @@ def test_check_command_exit_codes(tmp_path, monkeypatch, capsys):
 def test_readme_shows_the_same_table():
     from pathlib import Path
 
-    readme = Path(assets.__file__).resolve().parents[1] / "data" / "README.md"
+    readme = Path(assets.__file__).resolve().parents[2] / "data" / "README.md"
     assert assets.table_markdown() in readme.read_text()

@@ -6,8 +6,9 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from fer_utils.models.baselines import (LeNet5, SmallCNN, SmallKernelCNN, count_parameters, extract_features,
-                                        fit_svm)
+from fer_utils.models import count_parameters
+from fer_utils.models.baselines import LeNet5, SmallCNN, SmallKernelCNN
+from fer_utils.recipes.baselines import extract_features, fit_svm
 
 
 def test_lenet5_textbook_count_at_32x32():

@@ -7,7 +7,8 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from fer_utils import course, profiles
+from fer_utils import profiles
+from fer_utils.tools import course
 from fer_utils.models.baselines import SmallCNN
 from fer_utils.train import evaluate, fit
 from fer_utils.utils import pick_device, record, seed_everything, use_amp

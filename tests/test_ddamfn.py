@@ -17,8 +17,14 @@ import torchvision
 from torch import nn
 
 from fer_utils.models import ddamfn as dd
-from fer_utils.models.ddamfn import (COURSE, DDAMFN, MixedFeatureNet, attention_loss, count_parameters, ddamfn_loss,
-                                     load_ddamfn_checkpoint, load_msceleb_backbone, macs, unused_parameter_names)
+from fer_utils.data.convention import IMAGENET_MEAN, IMAGENET_STD
+from fer_utils.data.datasets import load_rafdb_arrays
+from fer_utils.data.transforms import eval_transform, rafdb_train_transform
+from fer_utils.faces import align_sample
+from fer_utils.losses import attention_loss, ddamfn_loss
+from fer_utils.models import count_parameters
+from fer_utils.models.ddamfn import COURSE, DDAMFN, MixedFeatureNet, count_used_parameters, macs, unused_parameter_names
+from fer_utils.weights import load_ddamfn_checkpoint, load_msceleb_backbone
 
 TSV = Path(__file__).parent / "data" / "ddamfn_state_dict.tsv"
 
@@ -67,11 +73,11 @@ def test_strict_load_of_a_state_dict_built_from_the_reference(model):
 
 def test_parameter_counts(model):
     assert count_parameters(model) == 4_187_421
-    assert count_parameters(model, used_only=True) == 4_105_999          # the paper's 4.106 M
+    assert count_used_parameters(model) == 4_105_999          # the paper's 4.106 M
     one = DDAMFN(7, 1)
-    assert (count_parameters(one), count_parameters(one, used_only=True)) == (4_126_445, 4_071_135)
+    assert (count_parameters(one), count_used_parameters(one)) == (4_126_445, 4_071_135)
     mfn = MixedFeatureNet()
-    assert (count_parameters(mfn), count_parameters(mfn, used_only=True)) == (4_193_448, 4_164_264)
+    assert (count_parameters(mfn), count_used_parameters(mfn)) == (4_193_448, 4_164_264)
     for build, expected in ((torchvision.models.resnet18, 11_180_103), (torchvision.models.resnet50, 23_522_375)):
         assert count_parameters(build(weights=None, num_classes=7)) == expected
 
@@ -238,11 +244,11 @@ def test_rafdb_export_reads_back_as_arrays(tmp_path):
     samples = []
     for i in range(len(ds)):
         item = ds[i]
-        image, masks = dd.align_sample(item, 112)
+        image, masks = align_sample(item, 112)
         assert image.shape == (112, 112, 3) and masks["mouth"].shape == (112, 112)
         samples.append({"image": image, "label": item["label"], "split": "train" if i < 8 else "test"})
     write_rafdb(samples, tmp_path / "basic", verbose=False)
-    images, labels, is_train = dd.load_rafdb_arrays(tmp_path / "basic", size=112)
+    images, labels, is_train = load_rafdb_arrays(tmp_path / "basic", size=112)
     assert images.shape == (12, 112, 112, 3) and images.dtype == np.uint8
     keep = [s for s in samples if s["label"] != 7]          # RAF-DB has no contempt
     assert labels.tolist() == [s["label"] for s in keep]
@@ -254,12 +260,12 @@ def test_rafdb_export_reads_back_as_arrays(tmp_path):
 def test_augmentations_follow_the_authors_recipe():
     torch.manual_seed(0)
     image = torch.randint(0, 256, (3, 100, 100), dtype=torch.uint8)
-    out = dd.rafdb_train_transform(112)(image)
+    out = rafdb_train_transform(112)(image)
     assert out.shape == (3, 112, 112) and out.dtype == torch.float32
-    names = [type(t).__name__ for t in dd.rafdb_train_transform(112).transforms]
+    names = [type(t).__name__ for t in rafdb_train_transform(112).transforms]
     assert names == ["Resize", "RandomHorizontalFlip", "RandomApply", "ToDtype", "Normalize", "RandomErasing"]
-    flat = dd.eval_transform(112)(torch.full((3, 112, 112), 255, dtype=torch.uint8))
-    assert torch.allclose(flat[:, 0, 0], (1 - torch.tensor(dd.IMAGENET_MEAN)) / torch.tensor(dd.IMAGENET_STD))
+    flat = eval_transform(112, normalize="imagenet")(torch.full((3, 112, 112), 255, dtype=torch.uint8))
+    assert torch.allclose(flat[:, 0, 0], (1 - torch.tensor(IMAGENET_MEAN)) / torch.tensor(IMAGENET_STD))
 
 
 def test_notebook_reads_a_rafdb_export(tmp_path):
@@ -273,7 +279,7 @@ def test_notebook_reads_a_rafdb_export(tmp_path):
     from nbtools import ROOT, read
 
     ds = SynthFaces(30, seed=1, difficulty="wild", size=112, with_masks=False)
-    samples = [{"image": dd.align_sample(ds[i], 112)[0], "label": int(ds.labels[i]),
+    samples = [{"image": align_sample(ds[i], 112)[0], "label": int(ds.labels[i]),
                 "split": "train" if i < 20 else "test"} for i in range(len(ds))]
     write_rafdb(samples, tmp_path / "basic", verbose=False)
     keep = [s for s in samples if s["label"] != 7]

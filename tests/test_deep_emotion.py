@@ -6,7 +6,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fer_utils.models.deep_emotion import (ALIGN_CORNERS, DeepEmotion, affine_warp, l2_penalty, paper_optimizer)
+from fer_utils.losses import l2_penalty
+from fer_utils.models.deep_emotion import ALIGN_CORNERS, DeepEmotion, affine_warp
+from fer_utils.recipes.deep_emotion import make_optimizer
 
 
 def n_params(module: nn.Module) -> int:
@@ -103,12 +105,12 @@ def test_gaussian_init():
     assert abs(custom.classifier[1].weight.std().item() - 0.01) < 0.002
 
 
-def test_l2_penalty_and_paper_optimizer():
+def test_l2_penalty_and_the_papers_optimizer():
     model = DeepEmotion("paper")
     expected = sum((p**2).sum() for n, p in model.named_parameters() if n.endswith("weight") and p.ndim > 1)
     torch.testing.assert_close(l2_penalty(model), expected)
-    optimizer = paper_optimizer(model)
-    assert optimizer.defaults["lr"] == 0.005 and optimizer.defaults["weight_decay"] == 1e-4
+    optimizer, schedule = make_optimizer(model)
+    assert schedule is None and optimizer.defaults["lr"] == 0.005 and optimizer.defaults["weight_decay"] == 1e-4
 
 
 def test_learns_a_toy_task_quickly():
@@ -119,7 +121,7 @@ def test_learns_a_toy_task_quickly():
     images[labels == 0, :, :24] += 1
     images[labels == 1, :, 24:] += 1
     model = DeepEmotion("paper", num_classes=2)
-    optimizer = paper_optimizer(model)
+    optimizer, _ = make_optimizer(model)
     for _ in range(15):
         optimizer.zero_grad()
         F.cross_entropy(model(images), labels).backward()

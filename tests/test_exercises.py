@@ -15,7 +15,7 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
-from fer_utils.exercises import make_student_notebook, make_student_versions, strip_solutions
+from fer_utils.tools.exercises import make_student_notebook, make_student_versions, strip_solutions
 from nbtools import NOTEBOOKS, ROOT, read, setup_prefix
 
 SOLUTION = """def double(x):

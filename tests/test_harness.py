@@ -10,7 +10,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from fer_utils import course
+from fer_utils.tools import course
 from nbtools import ROOT, check_metrics
 
 

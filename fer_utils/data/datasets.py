@@ -15,6 +15,7 @@ small set.
 """
 from __future__ import annotations
 
+import os
 from typing import Any, Sequence
 
 import cv2
@@ -143,3 +144,16 @@ def tensors(images: np.ndarray, labels: np.ndarray) -> torch.utils.data.TensorDa
     x = torch.from_numpy(images).float().div_(255.0)
     x = x.unsqueeze(1) if x.ndim == 3 else x.permute(0, 3, 1, 2)
     return torch.utils.data.TensorDataset(x.contiguous(), torch.from_numpy(labels))
+
+
+def load_rafdb_arrays(root: str | os.PathLike, size: int = 112, verbose: bool = False
+                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """RAF-DB basic (``read_rafdb``, aligned crops) in memory: images (N, size, size, 3) uint8,
+    labels (N,) in the course's class order, and is_train (N,) bool from the file names."""
+    from fer_utils.data.formats import load_image, read_rafdb
+
+    samples = read_rafdb(root, verbose=verbose)
+    images = np.stack([adapt_image(load_image(s["path"]), size, grayscale=False) for s in samples])
+    labels = np.asarray([s["label"] for s in samples], np.int64)
+    is_train = np.asarray([s["split"] == "train" for s in samples])
+    return images, labels, is_train

@@ -27,6 +27,8 @@ import torch
 from torchvision import tv_tensors
 from torchvision.transforms import v2
 
+from fer_utils.data.convention import IMAGENET_MEAN, IMAGENET_STD, NORMALIZATIONS
+
 #: iBUG 68-point horizontal-flip permutation: after mirroring, new point k = old point FLIP_68[k].
 FLIP_68: list[int] = (
     list(range(16, -1, -1))                  # jaw 0-16 reversed
@@ -67,12 +69,21 @@ class FaceRandomErasing(v2.RandomErasing):
         return super().transform(inpt, params)
 
 
-def train_transform(size: int | None = None, flip_p: float = 0.5, degrees: float = 10.0,
-                    jitter: float = 0.2, erase_p: float = 0.25,
-                    mean: tuple[float, ...] | None = None, std: tuple[float, ...] | None = None) -> v2.Compose:
-    """Flip (with index swap), small rotation, colour jitter, float in [0, 1], random erasing.
+def _scaling(normalize: str) -> list[v2.Transform]:
+    """The steps after ``ToDtype(scale=True)`` ([0, 1]) that give :mod:`fer_utils.data.convention`'s scaling."""
+    if normalize not in NORMALIZATIONS:
+        raise ValueError(f"normalize={normalize!r}: expected one of {NORMALIZATIONS}")
+    if normalize == "symmetric":
+        return [v2.Normalize((0.5,), (0.5,))]  # (x - 0.5) / 0.5 = x / 127.5 - 1, any number of channels
+    return [v2.Normalize(IMAGENET_MEAN, IMAGENET_STD)] if normalize == "imagenet" else []
 
-    ``size`` resizes to size x size first; ``mean``/``std`` add a ``Normalize`` at the end.
+
+def train_transform(size: int | None = None, flip_p: float = 0.5, degrees: float = 10.0,
+                    jitter: float = 0.2, erase_p: float = 0.25, normalize: str = "unit") -> v2.Compose:
+    """Flip (with index swap), small rotation, colour jitter, float, random erasing.
+
+    ``size`` resizes to size x size first; ``normalize`` is the input convention
+    ("unit" [0, 1], "symmetric" [-1, 1], "imagenet"; :mod:`fer_utils.data.convention`).
     """
     steps: list[v2.Transform] = [v2.Resize((size, size), antialias=True)] if size else []
     steps += [
@@ -82,19 +93,33 @@ def train_transform(size: int | None = None, flip_p: float = 0.5, degrees: float
         v2.ToDtype(torch.float32, scale=True),      # images only; masks stay bool
         FaceRandomErasing(p=erase_p, scale=(0.02, 0.15)),
     ]
-    if mean is not None:
-        steps.append(v2.Normalize(mean, std))
-    return v2.Compose(steps)
+    return v2.Compose(steps + _scaling(normalize))
 
 
-def eval_transform(size: int | None = None, mean: tuple[float, ...] | None = None,
-                   std: tuple[float, ...] | None = None) -> v2.Compose:
-    """Deterministic: optional resize, float in [0, 1], optional normalisation."""
+def eval_transform(size: int | None = None, normalize: str = "unit") -> v2.Compose:
+    """Deterministic: optional resize, float, then the ``normalize`` scaling.
+
+    ``eval_transform(112, normalize="imagenet")`` is DDAMFN's validation transform (the authors' scripts).
+    """
     steps: list[v2.Transform] = [v2.Resize((size, size), antialias=True)] if size else []
     steps.append(v2.ToDtype(torch.float32, scale=True))
-    if mean is not None:
-        steps.append(v2.Normalize(mean, std))
-    return v2.Compose(steps)
+    return v2.Compose(steps + _scaling(normalize))
+
+
+def rafdb_train_transform(size: int = 112):
+    """DDAMFN's (Zhang et al. 2023) RAF-DB training augmentation, as the authors' script, on uint8 (C, H, W).
+
+    Resize(size); RandomHorizontalFlip(0.5); RandomApply(p=0.2)[RandomRotation(5), RandomCrop(size, pad 8)];
+    to float in [0, 1]; Normalize(ImageNet); RandomErasing(scale=(0.02, 0.25)) (p 0.5, value 0).
+    """
+    return v2.Compose([
+        v2.Resize((size, size), antialias=True),
+        v2.RandomHorizontalFlip(0.5),
+        v2.RandomApply([v2.RandomRotation(5), v2.RandomCrop(size, padding=8)], p=0.2),
+        v2.ToDtype(torch.float32, scale=True),
+        v2.Normalize(IMAGENET_MEAN, IMAGENET_STD),
+        v2.RandomErasing(scale=(0.02, 0.25)),
+    ])
 
 
 # ------------------------------------------------------------ sample <-> tv

@@ -6,11 +6,10 @@ SynthFaces ``lab`` and ``wild`` are.
 
 Notebook 02 adds the paper baselines: ``LeNet5`` (LeCun et al. 1998), the small-kernel
 CNN with global average pooling of Qiao, Hou & Liu (2022) (``SmallKernelCNN``), and the
-deep features + non-linear SVM recipe (``extract_features``, ``fit_svm``).
+deep features + non-linear SVM recipe (:mod:`fer_utils.recipes.baselines`).
 """
 from __future__ import annotations
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -113,7 +112,7 @@ class SmallKernelCNN(nn.Module):
     three ideas: stacked small kernels instead of large ones (two 3x3 layers see 5x5 with fewer
     weights and one more non-linearity), adaptive global average pooling instead of the fully
     connected layers, and a non-linear SVM instead of softmax on the pooled features
-    (:func:`fit_svm`). The exact block sizes were not readable in the sources we had; these are ours.
+    (:func:`fer_utils.recipes.baselines.fit_svm`). The exact block sizes were not readable in the sources we had; these are ours.
 
     With the default ``widths=(32, 64, 128, 256)``, 1 input channel, 7 classes, 48x48:
 
@@ -158,40 +157,3 @@ class SmallKernelCNN(nn.Module):
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.embed(images))  # (batch, num_classes)
-
-
-def count_parameters(model: nn.Module, trainable_only: bool = True) -> int:
-    """Number of (trainable) parameters of ``model``."""
-    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
-
-
-@torch.no_grad()
-def extract_features(model: nn.Module, loader, device: str | torch.device = "cpu") -> tuple[np.ndarray, np.ndarray]:
-    """Run ``model.embed`` (eval mode) over ``(images, labels)`` batches.
-
-    Returns ``features`` (N, D) float32 and ``labels`` (N,) as numpy arrays, ready for scikit-learn.
-    """
-    if not hasattr(model, "embed"):
-        raise TypeError(f"{type(model).__name__} has no embed() method: which features should the SVM see?")
-    model.eval().to(device)
-    features, labels = [], []
-    for images, targets in loader:
-        features.append(model.embed(images.to(device)).float().cpu())
-        labels.append(torch.as_tensor(targets).cpu())
-    return torch.cat(features).numpy(), torch.cat(labels).numpy()
-
-
-def fit_svm(features: np.ndarray, labels: np.ndarray, C: float = 10.0, gamma: str | float = "scale",
-            kernel: str = "rbf", seed: int = 0):
-    """A non-linear SVM on deep features: standardise each dimension, then ``SVC(kernel="rbf")``.
-
-    The RBF kernel k(a, b) = exp(-gamma ||a - b||^2) lets the margin bend around clusters that a
-    linear softmax layer must cut with hyperplanes. Returns the fitted scikit-learn pipeline
-    (``.predict(features)``, ``.score(features, labels)``).
-    """
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-    from sklearn.svm import SVC
-
-    svm = make_pipeline(StandardScaler(), SVC(C=C, gamma=gamma, kernel=kernel, random_state=seed))
-    return svm.fit(features, labels)

@@ -63,9 +63,9 @@ Counts (tested): all parameters 4,187,421; used in a forward pass 4,105,999 (the
 for 2 heads and 7 classes; 539.59 M multiply-accumulates at 112x112 (``torch.utils.flop_counter``,
 FLOPs / 2; the paper's 551.22 M also counts BatchNorm, PReLU and pooling).
 
-Training (the authors' RAF-DB script): cross-entropy + 0.1 x :func:`attention_loss`, SGD momentum 0.9,
-weight decay 1e-4, lr 0.01, StepLR(10, 0.1), batch 256, 40 epochs (:data:`PAPER_RAFDB`,
-:func:`rafdb_train_transform`).
+Training (the authors' RAF-DB script): cross-entropy + 0.1 x the attention loss, SGD momentum 0.9,
+weight decay 1e-4, lr 0.01, StepLR(10, 0.1), batch 256, 40 epochs: :mod:`fer_utils.recipes.ddamfn`
+(``FULL``), with the loss in :mod:`fer_utils.losses` and the augmentation in :mod:`fer_utils.data.transforms`.
 
 ``num_heads=0`` is ours (ablation): MFN + GDConv + fc with no attention (x is not multiplied).
 Weights use PyTorch's default initialisation (the authors' files set none that we know of).
@@ -73,38 +73,26 @@ Weights use PyTorch's default initialisation (the authors' files set none that w
 widths / 4, 1 / 2 / 1 residual blocks instead of 9 / 16 / 6, 64x64 input, 4x4 final map and GDConv kernels).
 
 Also here: :class:`MixedFeatureNet` (the authors' whole MFN with its 256-d embedding, for counting and for
-their MS-Celeb backbone), :func:`mobilefacenet` (for the paper's backbone comparison), the loaders
-:func:`load_ddamfn_checkpoint` (their checkpoints, ``weights_only=True``) and :func:`load_msceleb_backbone`
-(their pickled backbone module), :func:`align_sample` and :func:`load_rafdb_arrays` for the data.
+their MS-Celeb backbone) and :func:`mobilefacenet` (for the paper's backbone comparison). Loading the
+authors' checkpoints and backbone: :mod:`fer_utils.weights`.
 """
 from __future__ import annotations
 
-import os
-import sys
-import types
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Sequence
+from typing import Sequence
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from fer_utils.models import count_parameters
+
 __all__ = [
-    "COURSE", "FAITHFUL", "IMAGENET_MEAN", "IMAGENET_STD", "MFN_CHILDREN", "PAPER_RAFDB", "ConvBlock",
-    "CoordAtt", "CoordAttHead", "DDAHead", "DDAMFN", "DDAMFNConfig", "DepthWise", "LinearBlock", "MDConv",
-    "MixDW", "MixResidual", "MixedFeatureNet", "Stage", "align_sample", "attention_loss", "count_parameters",
-    "ddamfn_loss", "eval_transform", "load_ddamfn_checkpoint", "load_msceleb_backbone", "load_rafdb_arrays", "macs",
-    "mobilefacenet", "paper_optimizer", "rafdb_train_transform", "unused_parameter_names",
+    "COURSE", "FAITHFUL", "MFN_CHILDREN", "ConvBlock", "CoordAtt", "CoordAttHead", "DDAHead", "DDAMFN", "DDAMFNConfig",
+    "DepthWise", "LinearBlock", "MDConv", "MixDW", "MixResidual", "MixedFeatureNet", "Stage", "count_used_parameters",
+    "macs", "mobilefacenet", "unused_parameter_names",
 ]
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-ATTENTION_WEIGHT = 0.1
-#: The authors' RAF-DB training script (rafdb_train.py).
-PAPER_RAFDB = dict(optimizer="SGD", lr=0.01, momentum=0.9, weight_decay=1e-4, step_size=10, gamma=0.1,
-                   batch=256, epochs=40, input_size=112)
 #: The MFN's named children in the authors' file, in order; DDAMNet keeps the first nine as features.0..8.
 MFN_CHILDREN = ("conv1", "conv2_dw", "conv_23", "conv_3", "conv_34", "conv_4", "conv_45", "conv_5", "conv_6_sep",
                 "conv_6_dw", "conv_6_flatten", "linear", "bn")
@@ -437,40 +425,6 @@ class DDAMFN(nn.Module):
 
 
 # ----------------------------------------------------------------------------------------------
-# Losses
-# ----------------------------------------------------------------------------------------------
-
-def attention_loss(head_maps: Sequence[torch.Tensor]) -> torch.Tensor:
-    """The authors' attention (diversity) loss: P / (S + eps).
-
-    S = sum over head pairs i < j of MSE(a_i, a_j) (mean over all elements), P = number of pairs,
-    eps = sys.float_info.epsilon. Heads that disagree more give a smaller loss. With fewer than two
-    heads it is 0 (the authors return the int 0; we return a 0-d tensor so ``.item()`` works).
-    """
-    if len(head_maps) < 2:
-        device = head_maps[0].device if len(head_maps) else None
-        return torch.zeros((), device=device)
-    total, pairs = 0.0, 0
-    for i in range(len(head_maps)):
-        for j in range(i + 1, len(head_maps)):
-            total = total + F.mse_loss(head_maps[i], head_maps[j])
-            pairs += 1
-    return pairs / (total + sys.float_info.epsilon)
-
-
-def ddamfn_loss(outputs, targets: torch.Tensor, weight: float = ATTENTION_WEIGHT) -> torch.Tensor:
-    """CrossEntropy(logits, y) + weight * attention_loss(head_maps); ``outputs`` is the model's tuple."""
-    logits, _, head_maps = outputs
-    return F.cross_entropy(logits, targets) + weight * attention_loss(head_maps)
-
-
-def paper_optimizer(model: nn.Module, lr: float = PAPER_RAFDB["lr"]) -> torch.optim.Optimizer:
-    """The authors' RAF-DB optimiser: SGD, momentum 0.9, weight decay 1e-4."""
-    return torch.optim.SGD(model.parameters(), lr=lr, momentum=PAPER_RAFDB["momentum"],
-                           weight_decay=PAPER_RAFDB["weight_decay"])
-
-
-# ----------------------------------------------------------------------------------------------
 # Counting
 # ----------------------------------------------------------------------------------------------
 
@@ -491,10 +445,9 @@ def unused_parameter_names(model: nn.Module) -> list[str]:
     return [f"{prefix}.{p}" for module, prefix in zip(dead, prefixes) for p, _ in module.named_parameters()]
 
 
-def count_parameters(model: nn.Module, used_only: bool = False) -> int:
-    """All parameters, or (``used_only``) those a forward pass uses (the paper's / thop's count)."""
-    skip = set(unused_parameter_names(model)) if used_only else set()
-    return sum(p.numel() for name, p in model.named_parameters() if name not in skip)
+def count_used_parameters(model: nn.Module) -> int:
+    """Parameters a forward pass uses (the paper's / thop's count): all but :func:`unused_parameter_names`."""
+    return count_parameters(model, exclude=unused_parameter_names(model))
 
 
 def macs(model: nn.Module, input_size: int = 112) -> int:
@@ -513,174 +466,3 @@ def macs(model: nn.Module, input_size: int = 112) -> int:
     finally:
         model.train(was_training)
     return counter.get_total_flops() // 2
-
-
-# ----------------------------------------------------------------------------------------------
-# Loading the authors' files
-# ----------------------------------------------------------------------------------------------
-
-def _strip_module(state: dict) -> dict:
-    if state and all(k.startswith("module.") for k in state):
-        return {k[len("module."):]: v for k, v in state.items()}
-    return state
-
-
-def load_ddamfn_checkpoint(model: nn.Module, checkpoint: str | os.PathLike | dict, strict: bool = True):
-    """Load an authors' DDAMFN / DDAMFN++ checkpoint into ``model`` (``DDAMFN(num_classes, 2)``).
-
-    ``checkpoint`` is a path or an already loaded object: their training scripts save
-    ``{'iter', 'model_state_dict', 'optimizer_state_dict'}``; a bare state dict works too, and a
-    ``module.`` prefix (DataParallel) is removed. Files are read with ``weights_only=True`` (tensors
-    and plain containers only, no code is run). Returns ``load_state_dict``'s result.
-    """
-    if not isinstance(checkpoint, dict):
-        path = Path(checkpoint)
-        if not path.is_file():
-            raise FileNotFoundError(f"checkpoint {str(path)!r} not found")
-        try:
-            checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as err:  # noqa: BLE001 - re-raised with the reason
-            raise RuntimeError(
-                f"{path.name}: could not be read with weights_only=True ({type(err).__name__}). A DDAMFN "
-                "checkpoint holds tensors only; a file that needs code to unpickle is not one (for the "
-                "MS-Celeb backbone, a pickled module, use load_msceleb_backbone).") from err
-    state = checkpoint.get("model_state_dict", checkpoint) if isinstance(checkpoint, dict) else checkpoint
-    if not isinstance(state, dict):
-        raise TypeError(f"expected a state dict or {{'model_state_dict': ...}}, got {type(state).__name__}")
-    return model.load_state_dict(_strip_module(dict(state)), strict=strict)
-
-
-class _ShimModule(types.ModuleType):
-    """Stands in for the authors' ``networks.MixedFeatureNet`` while unpickling: any class name it is
-    asked for becomes a bare ``nn.Module`` subclass, enough to rebuild the module tree and read its
-    tensors (the objects cannot run forward)."""
-
-    def __getattr__(self, name: str):
-        if name.startswith("__"):
-            raise AttributeError(name)
-        cls = type(name, (nn.Module,), {"__module__": self.__name__})
-        setattr(self, name, cls)
-        return cls
-
-
-def _backbone_state(obj: Any) -> dict[str, torch.Tensor]:
-    """The MFN's children 0..8 (conv1 .. conv_6_sep) renamed features.0 .. features.8."""
-    if isinstance(obj, nn.Module):
-        obj = obj.state_dict()
-    if not isinstance(obj, dict):
-        raise TypeError(f"expected an MFN module or state dict, got {type(obj).__name__}")
-    obj = _strip_module(dict(obj))
-    index = {name: i for i, name in enumerate(MFN_CHILDREN[:9])}
-    out = {}
-    for key, value in obj.items():
-        head, _, rest = key.partition(".")
-        if head in index:
-            out[f"features.{index[head]}.{rest}"] = value
-    if not out:
-        raise KeyError(f"no MFN backbone keys found (expected children {', '.join(MFN_CHILDREN[:9])})")
-    return out
-
-
-def load_msceleb_backbone(model: DDAMFN, path: str | os.PathLike, trusted: bool = False,
-                          shim: bool = True) -> list[str]:
-    """Load the authors' MS-Celeb-pretrained backbone ``pretrained/MFN_msceleb.pth`` into ``model.features``.
-
-    That file is a whole pickled ``nn.Module`` (class ``networks.MixedFeatureNet.MixedFeatureNet``), not
-    a state dict, so ``weights_only=True`` cannot read it. We try ``weights_only=True`` first (a
-    converted state dict loads that way); otherwise only with ``trusted=True`` is it read with
-    ``weights_only=False`` - unpickling can run arbitrary code, so do this only for a file you trust.
-    Without the authors' ``networks`` package on the path, ``shim=True`` registers a stand-in module
-    so the tree can be rebuilt. The MFN's children conv1 .. conv_6_sep become features.0 .. 8 (the
-    embedding part conv_6_dw, linear, bn is dropped, as DDAMNet does). Returns the loaded keys.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"backbone file {str(path)!r} not found")
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # noqa: BLE001 - a pickled module
-        if not trusted:
-            raise RuntimeError(
-                f"{path.name} is a pickled nn.Module, which torch.load(weights_only=True) refuses "
-                f"({type(err).__name__}). Unpickling runs code from the file: only if you trust it (e.g. the "
-                "authors' pretrained/MFN_msceleb.pth from github.com/SainingZhang/DDAMFN), call "
-                "load_msceleb_backbone(model, path, trusted=True).") from err
-        added = []
-        if shim:
-            for name in ("networks", "networks.MixedFeatureNet"):
-                if name not in sys.modules:
-                    sys.modules[name] = _ShimModule(name)
-                    added.append(name)
-            if "networks.MixedFeatureNet" in added:
-                sys.modules["networks"].MixedFeatureNet = sys.modules["networks.MixedFeatureNet"]
-        try:
-            obj = torch.load(path, map_location="cpu", weights_only=False)
-        finally:
-            for name in added:
-                del sys.modules[name]
-    state = _backbone_state(obj)
-    missing = [k for k in model.features.state_dict() if f"features.{k}" not in state]
-    if missing:
-        raise KeyError(f"{path.name}: backbone lacks {len(missing)} keys, e.g. features.{missing[0]}")
-    model.load_state_dict(state, strict=False)
-    return sorted(state)
-
-
-# ----------------------------------------------------------------------------------------------
-# Data: aligned faces and the authors' augmentations
-# ----------------------------------------------------------------------------------------------
-
-def rafdb_train_transform(size: int = 112):
-    """The authors' RAF-DB training augmentation with ``transforms.v2`` on uint8 (C, H, W) tensors.
-
-    Resize(size); RandomHorizontalFlip(0.5); RandomApply(p=0.2)[RandomRotation(5), RandomCrop(size, pad 8)];
-    to float in [0, 1]; Normalize(ImageNet); RandomErasing(scale=(0.02, 0.25)) (p 0.5, value 0).
-    """
-    from torchvision.transforms import v2
-
-    return v2.Compose([
-        v2.Resize((size, size), antialias=True),
-        v2.RandomHorizontalFlip(0.5),
-        v2.RandomApply([v2.RandomRotation(5), v2.RandomCrop(size, padding=8)], p=0.2),
-        v2.ToDtype(torch.float32, scale=True),
-        v2.Normalize(IMAGENET_MEAN, IMAGENET_STD),
-        v2.RandomErasing(scale=(0.02, 0.25)),
-    ])
-
-
-def eval_transform(size: int = 112):
-    """Validation: Resize, to float, Normalize(ImageNet) - as the authors' scripts."""
-    from torchvision.transforms import v2
-
-    return v2.Compose([v2.Resize((size, size), antialias=True), v2.ToDtype(torch.float32, scale=True),
-                       v2.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
-
-
-def align_sample(item: dict, size: int = 112) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """A SynthFaces item aligned like RAF-DB's crops: its 5 points warped onto the ArcFace template.
-
-    Returns the aligned image (size, size, 3) uint8 and its region masks warped the same way.
-    """
-    import cv2
-
-    from fer_utils.faces import align, alignment_matrix
-
-    image = align(item["image"], item["points5"], size)
-    matrix = alignment_matrix(item["points5"], size)
-    masks = {name: cv2.warpAffine(np.asarray(m, np.uint8), matrix, (size, size), flags=cv2.INTER_NEAREST) > 0
-             for name, m in (item.get("masks") or {}).items()}
-    return image, masks
-
-
-def load_rafdb_arrays(root: str | os.PathLike, size: int = 112, verbose: bool = False
-                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """RAF-DB basic (``read_rafdb``, aligned crops) in memory: images (N, size, size, 3) uint8,
-    labels (N,) in the course's class order, and is_train (N,) bool from the file names."""
-    from fer_utils.data.datasets import adapt_image
-    from fer_utils.data.formats import load_image, read_rafdb
-
-    samples = read_rafdb(root, verbose=verbose)
-    images = np.stack([adapt_image(load_image(s["path"]), size, grayscale=False) for s in samples])
-    labels = np.asarray([s["label"] for s in samples], np.int64)
-    is_train = np.asarray([s["split"] == "train" for s in samples])
-    return images, labels, is_train

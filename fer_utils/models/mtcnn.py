@@ -115,17 +115,6 @@ class ONet(nn.Module):
         return self.dense6_2(x), self.dense6_3(x), self.dense6_1(x).softmax(dim=1)[:, 1]
 
 
-def load_mtcnn_nets() -> tuple[PNet, RNet, ONet]:
-    """The three networks with facenet-pytorch's weights from the asset cache, in eval mode."""
-    from fer_utils.assets import fetch
-
-    nets = (PNet(), RNet(), ONet())
-    for net, name in zip(nets, ("pnet.pt", "rnet.pt", "onet.pt")):
-        net.load_state_dict(torch.load(fetch(name), map_location="cpu", weights_only=True))
-        net.eval()
-    return nets
-
-
 # ------------------------------------------------------------- box utilities
 def normalise(x: torch.Tensor) -> torch.Tensor:
     """Pixel values 0..255 -> about [-1, 1]: ``(x - 127.5) / 128``."""
@@ -215,8 +204,9 @@ def crop_and_resize(image: torch.Tensor, boxes: torch.Tensor, size: int) -> torc
 class MTCNN:
     """The three-stage detector. ``detect(rgb_uint8) -> (boxes (n, 4), scores (n,), points (n, 5, 2))``."""
 
-    def __init__(self, min_face: float = 20.0, thresholds=(0.6, 0.7, 0.7), factor: float = 0.709):
-        self.pnet, self.rnet, self.onet = load_mtcnn_nets()
+    def __init__(self, nets: tuple[PNet, RNet, ONet], min_face: float = 20.0, thresholds=(0.6, 0.7, 0.7),
+                 factor: float = 0.709):
+        self.pnet, self.rnet, self.onet = nets  # fer_utils.weights.load_mtcnn_nets() gives the pretrained ones
         self.min_face, self.thresholds, self.factor = min_face, tuple(thresholds), factor
 
     @torch.no_grad()

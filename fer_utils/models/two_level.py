@@ -44,24 +44,19 @@ residual units, no mask); ``second_level="attention"`` (the paper), ``"mean"`` (
 plain mean over steps: no self-attention) or ``"last"`` (no Bi-GRU, the last level's vector only,
 as a single-level attention network would use).
 
-Training (two stages) and losses: :func:`classification_loss`, :func:`va_loss`, :func:`ccc_loss`,
-:func:`train_stage`. Parameter counts are printed in notebook 04 and checked in
+Training (two stages): :mod:`fer_utils.recipes.two_level`; the losses (CCC loss, valence-arousal
+loss): :mod:`fer_utils.losses`. Parameter counts are printed in notebook 04 and checked in
 ``tests/test_two_level.py``.
 """
 from __future__ import annotations
 
-import copy
-import time
-from typing import Callable, NamedTuple, Sequence
+from typing import NamedTuple, Sequence
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fer_utils import metrics
-from fer_utils.models.baselines import count_parameters
-from fer_utils.train import fit
+from fer_utils.models import count_parameters
 
 SECOND_LEVEL = ("attention", "mean", "last")
 #: The configuration notebook 04 trains on a CPU (the RAN paper's values are p=1, t=2, r=1).
@@ -302,7 +297,7 @@ class TwoLevelAttentionNet(nn.Module):
 
 
 def _parameters(module: nn.Module | None) -> int:
-    return 0 if module is None else count_parameters(module, trainable_only=False)
+    return 0 if module is None else count_parameters(module)
 
 
 def parameter_table(model: TwoLevelAttentionNet) -> dict[str, int]:
@@ -310,129 +305,3 @@ def parameter_table(model: TwoLevelAttentionNet) -> dict[str, int]:
     return {"backbone": _parameters(model.backbone), "projections": _parameters(model.projections),
             "bi_rnn": _parameters(model.rnn), "attention": _parameters(model.attention),
             "heads": _parameters(model.heads), "total": _parameters(model)}
-
-
-# ----------------------------------------------------------------------------------------------
-# Losses
-# ----------------------------------------------------------------------------------------------
-
-
-def ccc_loss(pred: torch.Tensor, target: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
-    """1 - CCC, with Lin's CCC = 2 sigma_yp / (sigma_y^2 + sigma_p^2 + (mu_y - mu_p)^2) over the batch
-    (population variances; the same formula as ``fer_utils.metrics.ccc``).
-
-    Unlike MSE, which an unsure model minimises by shrinking its predictions towards the mean, it
-    rewards predictions that match the targets' spread and mean as well as their correlation.
-    """
-    pred, target = pred.reshape(-1).float(), target.reshape(-1).float()
-    mu_p, mu_y = pred.mean(), target.mean()
-    cov = ((pred - mu_p) * (target - mu_y)).mean()
-    denom = pred.var(unbiased=False) + target.var(unbiased=False) + (mu_p - mu_y) ** 2
-    return 1 - 2 * cov / (denom + eps)
-
-
-def classification_loss(out: TwoLevelOutput, labels: torch.Tensor) -> torch.Tensor:
-    """Stage 1: cross-entropy on the expression logits."""
-    return F.cross_entropy(out.logits, labels)
-
-
-def va_loss(kind: str = "mse", tasks: Sequence[str] = ("valence", "arousal"),
-            weights: dict[str, float] | None = None) -> Callable[[TwoLevelOutput, torch.Tensor], torch.Tensor]:
-    """Stage 2: L = sum_{k in tasks} w_k L_k(pred_k, y_k) with L = MSE or 1 - CCC (``kind``).
-
-    Targets are (batch, 2) = (valence, arousal). ``tasks=("valence",)`` is the single-task baseline.
-    Equal weights by default (our choice; the paper's weighting is unknown here).
-    """
-    if kind not in ("mse", "ccc"):
-        raise ValueError(f"kind must be 'mse' or 'ccc', got {kind!r}")
-    columns = {"valence": 0, "arousal": 1}
-    weights = weights or {k: 1.0 for k in tasks}
-    single = F.mse_loss if kind == "mse" else ccc_loss
-
-    def loss(out: TwoLevelOutput, target: torch.Tensor) -> torch.Tensor:
-        return sum(weights[k] * single(out.va[:, columns[k]], target[:, columns[k]]) for k in tasks)
-
-    return loss
-
-
-class Classifier(nn.Module):
-    """A view of the model that returns only the logits (stage 1 with ``fer_utils.train.fit``)."""
-
-    def __init__(self, model: TwoLevelAttentionNet) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.model(images).logits
-
-
-# ----------------------------------------------------------------------------------------------
-# Training: one stage at a time, and evaluation
-# ----------------------------------------------------------------------------------------------
-
-
-def train_stage(model: TwoLevelAttentionNet, train_loader, epochs: int, stage: str, lr: float = 1e-3,
-                loss_fn: Callable | None = None, val_loader=None, device: str | torch.device = "cpu",
-                progress: bool = True) -> dict[str, list]:
-    """Train ``model`` in place for one stage with Adam (weight decay 1e-4) and a cosine schedule.
-
-    ``stage="expression"``: batches (images, labels), cross-entropy on the logits (stage 1).
-    ``stage="va"``: batches (images, (batch, 2) valence-arousal targets), ``loss_fn`` (default
-    ``va_loss("mse")``) on the va outputs (stage 2). Returns ``fit``'s history.
-    """
-    if epochs <= 0:
-        return {}
-    optimizer = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=1e-4)
-    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs)
-    if stage == "expression":
-        return fit(Classifier(model), train_loader, epochs, optimizer, nn.CrossEntropyLoss(), val_loader=val_loader,
-                   device=device, scheduler=schedule, progress=progress)
-    if stage == "va":
-        return fit(model, train_loader, epochs, optimizer, loss_fn or va_loss("mse"), val_loader=val_loader,
-                   device=device, scheduler=schedule, progress=progress)
-    raise ValueError(f"stage must be 'expression' or 'va', got {stage!r}")
-
-
-def predict(model: TwoLevelAttentionNet, images: torch.Tensor, batch_size: int = 512,
-            device: str | torch.device = "cpu") -> dict[str, np.ndarray]:
-    """Eval-mode outputs over ``images``: ``va`` (N, 2), ``logits`` (N, C), ``level_weights`` (N, T)."""
-    model.eval().to(device)
-    parts: dict[str, list] = {"va": [], "logits": [], "level_weights": []}
-    with torch.no_grad():
-        for start in range(0, len(images), batch_size):
-            out = model(images[start:start + batch_size].to(device))
-            for key in parts:
-                parts[key].append(getattr(out, key).cpu())
-    return {key: torch.cat(v).numpy() for key, v in parts.items()}
-
-
-def va_scores(va_true: np.ndarray, va_pred: np.ndarray) -> dict[str, float]:
-    """RMSE, PCC, CCC, SAGR of valence and arousal (``fer_utils.metrics.va_metrics``)."""
-    return metrics.va_metrics(va_true[:, 0], va_pred[:, 0], va_true[:, 1], va_pred[:, 1])
-
-
-def two_stage(make_model: Callable[[], TwoLevelAttentionNet], loaders: dict, epochs: tuple[int, int],
-              loss_fn: Callable | None = None, stage1: dict | None = None, seed: int = 0, lr: float = 1e-3,
-              val_loaders: dict | None = None, device: str | torch.device = "cpu", progress: bool = True) -> dict:
-    """Stage 1 (expressions, ``epochs[0]`` epochs) then stage 2 (valence-arousal, ``epochs[1]``).
-
-    ``loaders`` / ``val_loaders``: dicts with an ``expression`` and a ``va`` loader. Pass ``stage1``
-    (the result of an earlier call) to reuse its stage-1 model: a deep copy is fine-tuned, the
-    original stays as it is. ``epochs[0] = 0``: one-stage training, from scratch on valence-arousal.
-    Returns ``stage1`` and ``model`` (the models), ``history1`` / ``history2`` and the seconds taken.
-    """
-    val_loaders = val_loaders or {}
-    start = time.time()
-    if stage1 is None:
-        torch.manual_seed(seed)
-        first = make_model()
-        history1 = train_stage(first, loaders["expression"], epochs[0], "expression", lr=lr,
-                               val_loader=val_loaders.get("expression"), device=device, progress=progress)
-        stage1 = {"stage1": first, "history1": history1, "seconds_stage1": time.time() - start}
-    model = copy.deepcopy(stage1["stage1"])
-    torch.manual_seed(seed + 1)
-    start2 = time.time()
-    history2 = train_stage(model, loaders["va"], epochs[1], "va", lr=lr, loss_fn=loss_fn,
-                           val_loader=val_loaders.get("va"), device=device, progress=progress)
-    return {"stage1": stage1["stage1"], "history1": stage1["history1"], "seconds_stage1": stage1["seconds_stage1"],
-            "model": model, "history2": history2, "seconds_stage2": time.time() - start2}

@@ -1,0 +1,225 @@
+"""Running the course: the per-notebook set-up and the ``make run`` / ``make regen`` driver.
+
+In a notebook::
+
+    run = course.start("00_datasets", profile, seed=seed, device=device,
+                       results_path=results_path, figures_dir=figures_dir)
+    run.record("accuracy_lab", 0.97)   # -> results_path (JSON)
+    run.savefig(fig, "gallery")        # -> figures_dir/gallery.png
+
+From the shell (what the Makefile calls)::
+
+    python -m fer_utils.tools.course run   --profile course --out outputs
+    python -m fer_utils.tools.course regen              # maintainers: outputs in place
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from fer_utils.profiles import PROFILES, Profile, choose, get_profile  # noqa: F401 (choose re-exported)
+from fer_utils.utils import pick_device, record, seed_everything
+
+ROOT = Path(__file__).resolve().parents[2]
+NOTEBOOKS = ROOT / "notebooks"
+
+
+@dataclass
+class Run:
+    """What a notebook needs to know about this run."""
+
+    notebook: str
+    profile: Profile
+    seed: int
+    device: torch.device
+    results_path: Path | None
+    figures_dir: Path | None
+
+    def record(self, name: str, value):
+        """Write one key metric to ``results_path`` (nothing if it is None) and return it."""
+        return record(name, value, self.results_path)
+
+    def savefig(self, fig, name: str) -> None:
+        """Save ``fig`` as ``figures_dir/name.png`` when a figures folder is set."""
+        if self.figures_dir is not None:
+            fig.savefig(self.figures_dir / f"{name}.png", dpi=80, bbox_inches="tight")
+            self.record(f"figures.{name}", f"{name}.png")
+
+
+def start(notebook: str, profile: str | None = None, seed: int = 0, device: str | None = "cpu",
+          results_path: str | None = None, figures_dir: str | None = None, threads: int = 2) -> Run:
+    """Seed, pick the device and the profile, resolve where results go, print a one-line summary.
+
+    ``FER_PROFILE`` overrides ``profile`` and ``FER_THREADS`` the torch thread count; ``FER_RESULTS_DIR`` / ``FER_FIGURES_DIR``
+    fill ``results_path`` / ``figures_dir`` when they are None (that is how the
+    tests collect what a notebook records). A ``results_path`` whose folder does
+    not exist is an error here, before any work is done.
+    """
+    prof = get_profile(profile)
+    seed_everything(seed)
+    torch.set_num_threads(int(os.environ.get("FER_THREADS", threads)))  # the tests run two notebooks at once
+    if results_path is None and os.environ.get("FER_RESULTS_DIR"):
+        results_path = str(Path(os.environ["FER_RESULTS_DIR"]) / f"{notebook}.json")
+    if figures_dir is None and os.environ.get("FER_FIGURES_DIR"):
+        figures_dir = str(Path(os.environ["FER_FIGURES_DIR"]) / notebook)
+    res = Path(results_path) if results_path else None
+    if res is not None:
+        if not res.parent.is_dir():
+            raise FileNotFoundError(
+                f"results_path {str(res)!r}: folder {str(res.parent)!r} does not exist; create it first"
+            )
+        res.write_text("{}\n")  # start from a clean file: every metric comes from this run
+    figs = Path(figures_dir) if figures_dir else None
+    if figs is not None:
+        figs.mkdir(parents=True, exist_ok=True)
+    run = Run(notebook, prof, seed, pick_device(device), res, figs)
+    run.record("profile", prof.name)
+    run.record("seed", seed)
+    print(f"notebook {notebook}: profile={prof.name}, seed={seed}, device={run.device.type}")
+    return run
+
+
+# --- the driver behind `make run` and `make regen` -----------------------------------------
+
+def notebook_paths() -> list[Path]:
+    return sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
+
+
+def _execute(src: Path, dst: Path, parameters: dict, env: dict[str, str], kernel_name: str = "python3") -> float:
+    """Execute one notebook with papermill; turn papermill's long errors into one clear line."""
+    import papermill as pm
+    from jupyter_client.kernelspec import NoSuchKernel
+
+    old = dict(os.environ)
+    os.environ.update(env)
+    start_time = time.time()
+    try:
+        pm.execute_notebook(str(src), str(dst), parameters=parameters, kernel_name=kernel_name,
+                            progress_bar=False, cwd=str(src.parent))
+    except NoSuchKernel as err:
+        raise SystemExit(f"{src.name}: Jupyter kernel not found ({err}). Run through `make run`, which "
+                         "uses the python3 kernel of the project's .venv.") from None
+    except pm.PapermillExecutionError as err:
+        raise SystemExit(f"{src.name}: cell {err.exec_count} failed: {err.ename}: {err.evalue}\n"
+                         f"(the executed notebook with the full traceback is {dst})") from None
+    finally:
+        os.environ.clear()
+        os.environ.update(old)
+    return time.time() - start_time
+
+
+def _results_table(results: dict[str, dict], seconds: dict[str, float]) -> str:
+    lines = ["# Recorded metrics", "", "| notebook | profile | seconds | metrics |", "|---|---|---|---|"]
+    for name, data in results.items():
+        metrics = ", ".join(
+            f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}"
+            for k, v in data.items()
+            if isinstance(v, (int, float)) and not isinstance(v, bool) and k != "seed"
+        )
+        lines.append(f"| {name} | {data.get('profile', '?')} | {seconds.get(name, 0):.0f} | {metrics} |")
+    return "\n".join(lines) + "\n"
+
+
+def run_course(profile: str, out: Path, only: list[str] | None = None) -> Path:
+    """Execute every notebook into ``out/`` and write ``out/results.md``."""
+    if profile not in PROFILES:
+        raise SystemExit(f"unknown profile {profile!r}; valid profiles are {', '.join(PROFILES)}")
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results").mkdir(exist_ok=True)
+    results, seconds = {}, {}
+    for src in notebook_paths():
+        if only and not any(src.stem.startswith(o) for o in only):
+            continue
+        res = out / "results" / f"{src.stem}.json"
+        print(f"[{time.strftime('%H:%M:%S')}] running {src.name} ({profile}) ...", flush=True)
+        seconds[src.stem] = _execute(src, out / src.name, {"profile": profile},
+                                     {"FER_PROFILE": profile, "FER_RESULTS_DIR": str((out / "results").resolve()),
+                                      "FER_FIGURES_DIR": str((out / "figures").resolve())})
+        _clean_notebook(out / src.name, for_commit=False)
+        results[src.stem] = json.loads(res.read_text())
+        print(f"    done in {seconds[src.stem]:.0f} s", flush=True)
+    table = out / "results.md"
+    table.write_text(_results_table(results, seconds))
+    print(f"wrote {table.relative_to(ROOT) if table.is_relative_to(ROOT) else table}")
+    return table
+
+
+def regenerate(only: list[str] | None = None) -> None:
+    """Maintainers: execute each notebook in place with the ``course`` profile, metrics to ``results/``."""
+    results_dir = ROOT / "results"
+    results_dir.mkdir(exist_ok=True)
+    for src in notebook_paths():
+        if only and not any(src.stem.startswith(o) for o in only):
+            continue
+        print(f"[{time.strftime('%H:%M:%S')}] regenerating {src.name} ...", flush=True)
+        seconds = _execute(src, src, {}, {"FER_PROFILE": "course", "FER_RESULTS_DIR": str(results_dir)})
+        _clean_notebook(src)
+        print(f"    done in {seconds:.0f} s", flush=True)
+
+
+def _final_text(text: str) -> str:
+    """What a terminal shows: for each line, only what follows its last carriage return."""
+    return "\n".join(line.rsplit("\r", 1)[-1] for line in text.split("\n"))
+
+
+def _coalesce_streams(outputs: list) -> list:
+    """Merge consecutive stdout/stderr outputs into one and keep only the final state of
+    progress bars (each tqdm refresh is stored as its own output otherwise)."""
+    merged: list = []
+    for out in outputs:
+        if out.get("output_type") == "stream" and merged and merged[-1].get("output_type") == "stream" \
+                and merged[-1].get("name") == out.get("name"):
+            merged[-1]["text"] += out["text"]
+        else:
+            merged.append(out)
+    for out in merged:
+        if out.get("output_type") == "stream":
+            out["text"] = _final_text(out["text"])
+    return [out for out in merged if out.get("output_type") != "stream" or out["text"].strip()]
+
+
+def _clean_notebook(path: Path, for_commit: bool = True) -> None:
+    """Coalesce progress-bar outputs; for committed notebooks also drop papermill's run
+    metadata (timestamps, absolute paths)."""
+    import nbformat
+
+    nb = nbformat.read(path, as_version=4)
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            cell.outputs = _coalesce_streams(cell.outputs)
+    if not for_commit:
+        nbformat.write(nb, path)
+        return
+    nb.metadata.pop("papermill", None)
+    for cell in nb.cells:
+        cell.metadata.pop("papermill", None)
+        cell.metadata.pop("execution", None)
+    nb.metadata["kernelspec"] = {"display_name": "Python 3", "language": "python", "name": "python3"}
+    nbformat.write(nb, path)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m fer_utils.course", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    run_p = sub.add_parser("run", help="execute every notebook into an output folder")
+    run_p.add_argument("--profile", default=os.environ.get("FER_PROFILE", "course"))
+    run_p.add_argument("--out", default=str(ROOT / "outputs"))
+    run_p.add_argument("notebooks", nargs="*", help="prefixes such as 00 01 (default: all)")
+    regen_p = sub.add_parser("regen", help="maintainers: regenerate committed outputs and results/")
+    regen_p.add_argument("notebooks", nargs="*")
+    args = parser.parse_args(argv)
+    if args.command == "run":
+        run_course(args.profile, Path(args.out), args.notebooks)
+    else:
+        regenerate(args.notebooks)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
