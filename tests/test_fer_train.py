@@ -10,6 +10,7 @@ match the one-process run exactly (SyncBatchNorm fixes that, on CUDA only).
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -197,3 +198,22 @@ def test_bad_command_line_fails_at_once(env, tmp_path, change, message, monkeypa
     with pytest.raises(SystemExit) as exit_:
         fer_train.cli()
     assert exit_.value.code == 2 and "fer-train: error:" in capsys.readouterr().err
+
+
+def test_ddamfn_recipe_trains_and_prints_the_resolved_recipe(env, tmp_path, capsys):
+    """The command on a real recipe (fer_utils.recipes.ddamfn, SMOKE: the course network), one epoch."""
+    from fer_utils.recipes import ddamfn
+
+    root, _ = env
+    last = fer_train.main(["ddamfn", "--profile", "smoke", "--dataset", "rafdb", "--data-root", str(root),
+                           "--out", str(tmp_path / "dd"), "--set", "epochs=1", "--no-progress", "--threads", "1"])
+    shown = capsys.readouterr().out
+    assert "recipe fer_utils.recipes.ddamfn.DDAMFNRecipe (profile smoke):" in shown
+    for field in ("lr", "batch_size", "normalize", "config"):  # every field is printed with its value
+        assert f"= {getattr(ddamfn.SMOKE, field)!r}" in shown
+    assert "epochs           = 1   (--set)" in shown
+    assert last["epoch"] == 1 and last["train_images"] == 32 and last["val_images"] == 16
+    assert math.isfinite(last["train_loss"]) and 0.0 <= last["val_accuracy"] <= 1.0
+    saved = ckpt.load(tmp_path / "dd" / "best.pt")
+    assert saved["recipe"]["fields"] == {**ckpt.recipe_to_dict(ddamfn.SMOKE, "smoke")["fields"], "epochs": 1}
+    assert set(saved["model"]) == set(ddamfn.build_model(ddamfn.SMOKE).state_dict())  # no "module." prefixes

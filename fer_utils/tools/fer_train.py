@@ -27,7 +27,9 @@ from __future__ import annotations
 import argparse
 import ast
 import dataclasses
+import functools
 import importlib
+import inspect
 import json
 import os
 import sys
@@ -40,8 +42,8 @@ import torch.distributed as dist
 from torch import nn
 
 from fer_utils.tools import checkpoint as ckpt
-from fer_utils.tools.train_loop import (Context, FerTrainError, to_device, evaluate, gather_rng, make_loaders,
-                                        seed_all, setup, sync_and_compare, train_epoch, wrap)
+from fer_utils.tools.train_loop import (Context, FerTrainError, Steps, evaluate, gather_rng, make_loaders,
+                                        seed_all, setup, sync_and_compare, to_device, train_epoch, wrap)
 
 PROFILES = {"full": "FULL", "course": "COURSE", "smoke": "SMOKE"}
 
@@ -130,27 +132,47 @@ def read_dataset(name: str, root: str | os.PathLike) -> Any:
         raise FerTrainError(f"dataset {name!r} at {root}: {err}") from None
 
 
-def split_indices(samples: Any, num_classes: int, val_split: str) -> tuple[list, list, str, dict]:
+def split_indices(samples: Any, num_classes: int, val_split: str, target: str = "label"
+                  ) -> tuple[list, list, str, dict]:
     """(train indices, validation indices, the split validated on, {reason: skipped count}).
 
     ``val_split="auto"`` validates on "val" when the reader has it, else on "test" (RAF-DB).
-    Samples without a label, or with a label outside the recipe's classes, are skipped and counted.
+    Samples without the target (a label inside the recipe's classes, or valence and arousal
+    for ``target="va"``) are skipped and counted.
     """
     by_split: dict[str, list[int]] = {}
     skipped: dict[str, int] = {}
     for i in range(len(samples)):
         s = samples[i]
         label = s.get("label")
-        if label is None or not 0 <= int(label) < num_classes:
+        if target == "va":
+            reason = None if s.get("valence") is not None and s.get("arousal") is not None else "no valence-arousal"
+        elif label is None or not 0 <= int(label) < num_classes:
             reason = "no label" if label is None else f"label {label} outside the recipe's {num_classes} classes"
+        else:
+            reason = None
+        if reason:
             skipped[reason] = skipped.get(reason, 0) + 1
             continue
         by_split.setdefault(s.get("split") or "none", []).append(i)
     if val_split == "auto":
         val_split = "val" if "val" in by_split else "test"
     if not by_split.get("train"):
-        raise FerTrainError(f"the dataset has no labelled 'train' samples (splits found: {sorted(by_split)})")
+        raise FerTrainError(f"the dataset has no usable 'train' samples (splits found: {sorted(by_split)}; "
+                            f"skipped: {skipped})")
     return by_split["train"], by_split.get(val_split, []), val_split, skipped
+
+
+def recipe_steps(module: Any, recipe: Any, stage: str | None) -> Steps:
+    """The module's hooks; ``--stage`` is passed to ``loss_step(..., stage=...)`` (two-stage recipes)."""
+    loss_step = module.loss_step
+    if stage is not None:
+        if "stage" not in inspect.signature(module.loss_step).parameters:
+            raise FerTrainError(f"--stage {stage}: {module.__name__}.loss_step takes no stage")
+        loss_step = functools.partial(module.loss_step, stage=stage)
+    target = "va" if stage == "va" or recipe.task == "va" else "label"
+    transform = getattr(module, "train_transform", None)
+    return Steps(module.__name__, loss_step, transform if callable(transform) else None, target)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -207,9 +229,26 @@ def is_better(metric: str, value: float, best: float | None) -> bool:
 # The run
 # ----------------------------------------------------------------------------------------------
 
-def prepare(args: argparse.Namespace) -> tuple:
+@dataclasses.dataclass
+class Plan:
+    """What the command line resolved to, before any process group or model exists."""
+
+    module: Any
+    recipe: Any
+    changes: dict
+    steps: Steps
+    resume: Path | None
+    samples: Any
+    train_idx: list
+    val_idx: list
+    val_split: str
+    skipped: dict
+
+
+def prepare(args: argparse.Namespace) -> Plan:
     """Everything that can fail on a bad command line, checked before a process group starts."""
     module, recipe, changes = resolve_recipe(args.recipe, args.profile, args.set or [])
+    steps = recipe_steps(module, recipe, args.stage)
     resume = None
     if args.resume:
         resume = Path(args.out) / "last.pt" if args.resume == "auto" else Path(args.resume)
@@ -219,28 +258,52 @@ def prepare(args: argparse.Namespace) -> tuple:
     if resume is None and (Path(args.out) / "last.pt").exists():
         raise FerTrainError(f"--out {args.out} already holds a run (last.pt): pass --resume auto to continue it "
                             "or choose another --out")
+    if args.init and not Path(args.init).is_file():
+        raise FerTrainError(f"--init {args.init}: no such checkpoint")
     samples = read_dataset(args.dataset, args.data_root)
-    train_idx, val_idx, val_split, skipped = split_indices(samples, recipe.num_classes, args.val_split)
-    return module, recipe, changes, resume, samples, train_idx, val_idx, val_split, skipped
+    split = split_indices(samples, recipe.num_classes, args.val_split, steps.target)
+    return Plan(module, recipe, changes, steps, resume, samples, *split)
 
 
-def _announce(ctx: Context, args, recipe, changes, counts: tuple, skipped: dict, channels_last: bool) -> None:
+def _announce(ctx: Context, args: argparse.Namespace, plan: Plan, channels_last: bool) -> None:
     if not ctx.main:
         return
-    print(describe_recipe(recipe, args.profile, changes))
-    n_train, n_val, val_split = counts
-    print(f"data: {args.dataset} at {args.data_root}: train {n_train:,} images, "
-          f"validation ({val_split}) {n_val:,}" + "".join(f"; skipped {k}: {v:,}" for k, v in skipped.items()))
+    recipe = plan.recipe
+    print(describe_recipe(recipe, args.profile, plan.changes))
+    print(f"data: {args.dataset} at {args.data_root}: train {len(plan.train_idx):,} images, validation "
+          f"({plan.val_split}) {len(plan.val_idx):,}, target {plan.steps.target}"
+          + "".join(f"; skipped {k}: {v:,}" for k, v in plan.skipped.items()))
     amp = str(ctx.amp_dtype).replace("torch.", "") if ctx.amp_dtype else "off"
     print(f"run: {ctx.world} process(es) on {ctx.device.type}, batch {recipe.batch_size} "
           f"({recipe.batch_size // ctx.world} per process), AMP {amp}, channels_last "
           f"{'on' if channels_last else 'off'}, compile {'on' if args.compile else 'off'}, "
-          f"loader workers {ctx.workers}, out {args.out}")
+          f"loader workers {ctx.workers}" + (f", stage {args.stage}" if args.stage else "") + f", out {args.out}")
+
+
+def build(plan: Plan, args: argparse.Namespace, ctx: Context, channels_last: bool) -> tuple:
+    """Model (optionally from ``--init``), optimiser, scheduler, GradScaler, loaders, wrapped model."""
+    recipe = plan.recipe
+    seed_all(args.seed)
+    model = plan.module.build_model(recipe)
+    if args.init:
+        model.load_state_dict(ckpt.load(args.init)["model"])
+        if ctx.main:
+            print(f"model weights from {args.init}")
+    if args.sync_bn and ctx.world > 1 and ctx.device.type == "cuda":
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    model = model.to(ctx.device, memory_format=torch.channels_last if channels_last else torch.preserve_format)
+    optimizer, scheduler = plan.module.make_optimizer(model, recipe)
+    scaler = torch.amp.GradScaler("cuda") if ctx.amp_dtype == torch.float16 else None
+    loaders = make_loaders(plan.samples, plan.train_idx, plan.val_idx, plan.steps, recipe, ctx)
+    net = wrap(model, ctx, plan.steps, lambda: to_device(*next(iter(loaders[0])), ctx, channels_last), recipe)
+    net = torch.compile(net) if args.compile else net
+    return model, optimizer, scheduler, scaler, loaders, net
 
 
 def run(args: argparse.Namespace) -> dict | None:
     """Train as the command line says; returns the last epoch's metrics (None if nothing ran)."""
-    module, recipe, changes, resume, samples, train_idx, val_idx, val_split, skipped = prepare(args)
+    plan = prepare(args)
+    recipe = plan.recipe
     if args.threads:
         torch.set_num_threads(args.threads)
     ctx = setup(args.device, not args.no_amp, args.workers)
@@ -248,39 +311,30 @@ def run(args: argparse.Namespace) -> dict | None:
         torch.use_deterministic_algorithms(True, warn_only=True)
         torch.backends.cudnn.benchmark = False
     channels_last = not args.no_channels_last
-    out = Path(args.out)
-    _announce(ctx, args, recipe, changes, (len(train_idx), len(val_idx), val_split), skipped, channels_last)
-    seed_all(args.seed)
-    model = module.build_model(recipe)
-    if args.sync_bn and ctx.world > 1 and ctx.device.type == "cuda":
-        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
-    model = model.to(ctx.device, memory_format=torch.channels_last if channels_last else torch.preserve_format)
-    optimizer, scheduler = module.make_optimizer(model, recipe)
-    scaler = torch.amp.GradScaler("cuda") if ctx.amp_dtype == torch.float16 else None
-    train_loader, val_loader, sampler = make_loaders(samples, train_idx, val_idx, module, recipe, ctx)
-    net = wrap(model, ctx, module, lambda: to_device(*next(iter(train_loader)), ctx, channels_last), recipe)
-    net = torch.compile(net) if args.compile else net
+    _announce(ctx, args, plan, channels_last)
+    model, optimizer, scheduler, scaler, loaders, net = build(plan, args, ctx, channels_last)
     seed_all(args.seed + ctx.rank)
     done, best = 0, {"metric": None, "value": None}
-    if resume is not None:
-        done, best = restore(resume, model, optimizer, scheduler, scaler, ctx, recipe, args.profile)
+    if plan.resume is not None:
+        done, best = restore(plan.resume, model, optimizer, scheduler, scaler, ctx, recipe, args.profile)
+    out = Path(args.out)
     if ctx.main:
         out.mkdir(parents=True, exist_ok=True)
-        if resume is not None:
-            print(f"resumed from {resume}: {done} epoch(s) done")
+        if plan.resume is not None:
+            print(f"resumed from {plan.resume}: {done} epoch(s) done")
             keep_metrics_until(out / "metrics.jsonl", done)
         (out / "recipe.json").write_text(json.dumps(ckpt.recipe_to_dict(recipe, args.profile), indent=2) + "\n")
     last = None
     stop = recipe.epochs if args.stop_after is None else min(recipe.epochs, done + args.stop_after)
     for epoch in range(done + 1, stop + 1):
-        last, best = one_epoch(epoch, net, model, module, recipe, optimizer, scheduler, scaler, ctx,
-                               (train_loader, val_loader, sampler), channels_last, best, args)
+        last, best = one_epoch(epoch, net, model, plan.steps, recipe, optimizer, scheduler, scaler, ctx,
+                               loaders, channels_last, best, args)
     if ctx.world > 1:
         dist.barrier()
     return last
 
 
-def one_epoch(epoch: int, net, model, module, recipe, optimizer, scheduler, scaler, ctx: Context,
+def one_epoch(epoch: int, net, model, steps: Steps, recipe, optimizer, scheduler, scaler, ctx: Context,
               loaders: tuple, channels_last: bool, best: dict, args) -> tuple[dict, dict]:
     """Train, validate, reduce, log one JSON line and write last.pt / best.pt (rank 0)."""
     train_loader, val_loader, sampler = loaders
@@ -288,14 +342,14 @@ def one_epoch(epoch: int, net, model, module, recipe, optimizer, scheduler, scal
     start = time.perf_counter()
     lr = optimizer.param_groups[0]["lr"]
     metrics: dict[str, Any] = {"epoch": epoch, "lr": lr}
-    metrics.update(train_epoch(net, train_loader, module, recipe, optimizer, scaler, ctx, channels_last,
+    metrics.update(train_epoch(net, train_loader, steps, recipe, optimizer, scaler, ctx, channels_last,
                                epoch, not args.no_progress))
     train_s = time.perf_counter() - start
     if scheduler is not None:
         scheduler.step()
     metrics["rank_param_max_diff"] = sync_and_compare(model, ctx)
     if val_loader is not None:
-        metrics.update(evaluate(model, val_loader, module, recipe, ctx, channels_last))
+        metrics.update(evaluate(model, val_loader, steps, recipe, ctx, channels_last))
     metrics.update(train_s=round(train_s, 3), epoch_s=round(time.perf_counter() - start, 3),
                    images_per_s=round(metrics["train_images"] / train_s, 2), world_size=ctx.world)
     name = next(k for k in ("val_accuracy", "val_loss", "train_loss") if k in metrics)
@@ -337,6 +391,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--set", nargs="*", metavar="FIELD=VALUE", help="override recipe fields, e.g. epochs=2")
     p.add_argument("--val-split", default="auto", help="split to validate on (auto: val, else test)")
     p.add_argument("--resume", metavar="PATH|auto", help="continue from a checkpoint (auto: OUT/last.pt if any)")
+    p.add_argument("--stage", help="passed to the recipe's loss_step (two-stage recipes, e.g. two_level: "
+                   "expression, then va)")
+    p.add_argument("--init", metavar="PATH", help="start from the model weights of a fer-train checkpoint")
     p.add_argument("--stop-after", type=int, metavar="N", help="train at most N epochs in this invocation")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--workers", type=int, help="loader workers per process (default: 0 on CPU, up to 8 on CUDA)")

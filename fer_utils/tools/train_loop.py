@@ -17,7 +17,7 @@ import dataclasses
 import math
 import os
 import random
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -52,6 +52,17 @@ class Context:
         return self.rank == 0
 
 
+@dataclasses.dataclass
+class Steps:
+    """What the loop calls from a recipe module: ``loss_step`` (``stage`` bound when given),
+    ``train_transform`` (or None) and the target each image is paired with ("label" or "va")."""
+
+    name: str
+    loss_step: Callable
+    train_transform: Callable | None
+    target: str = "label"
+
+
 def setup(device_name: str, amp: bool, workers: int | None) -> Context:
     """Read torchrun's environment, pick the device, start the process group (gloo/nccl)."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
@@ -80,23 +91,23 @@ def seed_all(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def unused_parameters(model: nn.Module, module: Any, batch: tuple, recipe: Any) -> list[str]:
+def unused_parameters(model: nn.Module, steps: Steps, batch: tuple, recipe: Any) -> list[str]:
     """Parameters that one training step leaves without a gradient (on a copy of the model:
     the real one, its BatchNorm statistics included, is not touched)."""
     probe = copy.deepcopy(model).train()
     state = torch.get_rng_state()
-    loss, _ = _loss_and_logs(module.loss_step(probe, batch, recipe))
+    loss, _ = _loss_and_logs(steps.loss_step(probe, batch, recipe))
     loss.backward()
     torch.set_rng_state(state)
     return [n for n, p in probe.named_parameters() if p.requires_grad and p.grad is None]
 
 
-def wrap(model: nn.Module, ctx: Context, module: Any, first_batch: Any, recipe: Any) -> nn.Module:
+def wrap(model: nn.Module, ctx: Context, steps: Steps, first_batch: Any, recipe: Any) -> nn.Module:
     """DistributedDataParallel when world > 1; ``first_batch()`` gives the batch that probes for
     parameters without a gradient (DDP must be told about them)."""
     if ctx.world == 1:
         return model
-    unused = unused_parameters(model, module, first_batch(), recipe)
+    unused = unused_parameters(model, steps, first_batch(), recipe)
     if ctx.main and unused:
         print(f"DDP: {len(unused)} parameters get no gradient (e.g. {unused[0]}): find_unused_parameters=True")
     ids = [ctx.local_rank] if ctx.device.type == "cuda" else None
@@ -145,8 +156,10 @@ class Sums:
         self.values["loss"] += loss * n
         self.values["count"] += n
         for key, value in logs.items():
+            if key == "loss":  # the loss itself, summed above
+                continue
             self.values[f"log_{key}"] = self.values.get(f"log_{key}", 0.0) + float(value) * n
-        logits = output[0] if isinstance(output, (tuple, list)) else output
+        logits = output[0] if isinstance(output, (tuple, list)) else getattr(output, "logits", output)
         if isinstance(logits, torch.Tensor) and logits.ndim == 2 and not y.is_floating_point():
             self.values["correct"] += float((logits.argmax(1) == y).sum())
         else:
@@ -167,7 +180,7 @@ class Sums:
         return out
 
 
-def train_epoch(net: nn.Module, loader: DataLoader, module: Any, recipe: Any, optimizer: Any, scaler: Any,
+def train_epoch(net: nn.Module, loader: DataLoader, steps: Steps, recipe: Any, optimizer: Any, scaler: Any,
                 ctx: Context, channels_last: bool, epoch: int, progress: bool) -> dict[str, float]:
     """One pass over this rank's shard; returns the metrics summed over every rank."""
     net.train()
@@ -177,7 +190,7 @@ def train_epoch(net: nn.Module, loader: DataLoader, module: Any, recipe: Any, op
     for step, (x, y) in enumerate(bar, start=1):
         x, y = to_device(x, y, ctx, channels_last)
         with torch.autocast(ctx.device.type, dtype=ctx.amp_dtype, enabled=ctx.amp_dtype is not None):
-            loss, logs = _loss_and_logs(module.loss_step(recorder, (x, y), recipe))
+            loss, logs = _loss_and_logs(steps.loss_step(recorder, (x, y), recipe))
         value = float(loss.detach())
         if not math.isfinite(value):
             raise FloatingPointError(f"loss became {value} at epoch {epoch}, step {step} on rank {ctx.rank}: "
@@ -197,7 +210,7 @@ def train_epoch(net: nn.Module, loader: DataLoader, module: Any, recipe: Any, op
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, loader: DataLoader, module: Any, recipe: Any, ctx: Context,
+def evaluate(model: nn.Module, loader: DataLoader, steps: Steps, recipe: Any, ctx: Context,
              channels_last: bool) -> dict[str, float]:
     """The recipe's loss and the accuracy on this rank's validation shard, summed over ranks."""
     model.eval()
@@ -205,7 +218,7 @@ def evaluate(model: nn.Module, loader: DataLoader, module: Any, recipe: Any, ctx
     for x, y in loader:
         x, y = to_device(x, y, ctx, channels_last)
         with torch.autocast(ctx.device.type, dtype=ctx.amp_dtype, enabled=ctx.amp_dtype is not None):
-            loss, logs = _loss_and_logs(module.loss_step(recorder, (x, y), recipe))
+            loss, logs = _loss_and_logs(steps.loss_step(recorder, (x, y), recipe))
         sums.add(float(loss), logs, recorder.output, y)
     return sums.reduce(ctx, "val")
 
@@ -237,7 +250,8 @@ def gather_rng(ctx: Context) -> list[dict]:
 
 
 class RecipeImages(Dataset):
-    """(image tensor, label) pairs in the recipe's input convention (size, channels, normalize).
+    """(image tensor, target) pairs in the recipe's input convention (size, channels, normalize);
+    the target is the label, or (valence, arousal) for ``target="va"``.
 
     Images come through :class:`fer_utils.data.formats.FormatDataset` (lazy loading, face-box
     crops) and are resized with ``adapt_image``. ``transform`` (the recipe module's
@@ -245,11 +259,12 @@ class RecipeImages(Dataset):
     tensor, augmentation included; without it ``to_model_tensor(recipe.normalize)`` does.
     """
 
-    def __init__(self, samples: Any, indices: Sequence[int], recipe: Any, transform: Any = None) -> None:
+    def __init__(self, samples: Any, indices: Sequence[int], recipe: Any, target: str = "label",
+                 transform: Any = None) -> None:
         from fer_utils.data.formats import FormatDataset
 
         self.base, self.indices, self.recipe = FormatDataset(samples), list(indices), recipe
-        self.transform = transform
+        self.target, self.transform = target, transform
 
     def __len__(self) -> int:
         return len(self.indices)
@@ -264,10 +279,12 @@ class RecipeImages(Dataset):
             x = self.transform(torch.from_numpy(image.reshape(*image.shape[:2], -1)).permute(2, 0, 1))
         else:
             x = to_model_tensor(image[None], self.recipe.normalize)[0]
+        if self.target == "va":
+            return x, torch.tensor([item["valence"], item["arousal"]], dtype=torch.float32)
         return x, torch.tensor(int(item["label"]))
 
 
-def make_loaders(samples: Any, train_idx: list, val_idx: list, module: Any, recipe: Any,
+def make_loaders(samples: Any, train_idx: list, val_idx: list, steps: Steps, recipe: Any,
                  ctx: Context) -> tuple[DataLoader, DataLoader | None, DistributedSampler]:
     """Train loader with a DistributedSampler (also for one process: the same data order), and a
     validation loader over this rank's disjoint shard (every image counted once)."""
@@ -275,17 +292,17 @@ def make_loaders(samples: Any, train_idx: list, val_idx: list, module: Any, reci
         raise FerTrainError(f"batch_size {recipe.batch_size} (the global batch) is not divisible by "
                             f"the {ctx.world} processes")
     per_rank = recipe.batch_size // ctx.world
-    transform = module.train_transform(recipe) if callable(getattr(module, "train_transform", None)) else None
+    transform = steps.train_transform(recipe) if steps.train_transform is not None else None
     if transform is None and ctx.main:
-        print(f"note: recipe module {module.__name__} defines no train_transform(recipe): training without "
+        print(f"note: recipe module {steps.name} defines no train_transform(recipe): training without "
               "augmentation")
-    train = RecipeImages(samples, train_idx, recipe, transform)
+    train = RecipeImages(samples, train_idx, recipe, steps.target, transform)
     sampler = DistributedSampler(train, num_replicas=ctx.world, rank=ctx.rank, shuffle=True, seed=0)
     cuda = ctx.device.type == "cuda"
     opts = dict(num_workers=ctx.workers, pin_memory=cuda, persistent_workers=False)
     train_loader = DataLoader(train, batch_size=per_rank, sampler=sampler, **opts)
     val_loader = None
     if val_idx:
-        val = RecipeImages(samples, val_idx[ctx.rank::ctx.world], recipe)
+        val = RecipeImages(samples, val_idx[ctx.rank::ctx.world], recipe, steps.target)
         val_loader = DataLoader(val, batch_size=per_rank, shuffle=False, **opts)
     return train_loader, val_loader, sampler
