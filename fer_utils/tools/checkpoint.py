@@ -21,7 +21,6 @@ is refused with :class:`CheckpointError` instead of executing its code.
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import os
 import pickle
 import random
@@ -78,12 +77,6 @@ def recipe_to_dict(recipe: Any, profile: str) -> dict[str, Any]:
             "fields": {f.name: getattr(recipe, f.name) for f in dataclasses.fields(recipe)}}
 
 
-def recipe_from_dict(data: dict[str, Any]) -> Any:
-    """Rebuild the recipe dataclass that :func:`recipe_to_dict` described (its module must import)."""
-    cls = getattr(importlib.import_module(data["module"]), data["class"])
-    return cls(**data["fields"])
-
-
 # ----------------------------------------------------------------------------------------------
 # Saving and loading
 # ----------------------------------------------------------------------------------------------
@@ -99,13 +92,8 @@ def save(path: str | os.PathLike, checkpoint: dict[str, Any]) -> Path:
     return path
 
 
-def load(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Read a fer-train checkpoint with ``torch.load(weights_only=True)``.
-
-    Raises :class:`CheckpointError` naming the file when it is missing, holds pickled Python
-    objects (refused: unpickling runs arbitrary code), or is not a fer-train checkpoint.
-    """
-    path = Path(path)
+def _read(path: Path, map_location: str | torch.device) -> Any:
+    """``torch.load(path, weights_only=True)`` with fer-train's errors."""
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path}: no such file")
     try:
@@ -120,6 +108,17 @@ def load(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> d
             "load it yourself and re-save its state_dict.") from None
     except (RuntimeError, EOFError, OSError) as err:
         raise CheckpointError(f"checkpoint {path} could not be read: {err}") from None
+    return data
+
+
+def load(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Read a fer-train checkpoint with ``torch.load(weights_only=True)``.
+
+    Raises :class:`CheckpointError` naming the file when it is missing, holds pickled Python
+    objects (refused: unpickling runs arbitrary code), or is not a fer-train checkpoint.
+    """
+    path = Path(path)
+    data = _read(path, map_location)
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         got = data.get("format") if isinstance(data, dict) else type(data).__name__
         raise CheckpointError(f"checkpoint {path}: expected a {FORMAT!r} checkpoint written by fer-train, "
@@ -128,3 +127,15 @@ def load(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> d
     if missing:
         raise CheckpointError(f"checkpoint {path}: missing entries {missing}")
     return data
+
+
+def load_weights(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """A model state dict from a fer-train checkpoint or from a file holding only a state dict
+    (``torch.save(model.state_dict(), path)``), read with ``weights_only=True``."""
+    path = Path(path)
+    data = _read(path, "cpu")
+    if isinstance(data, dict) and data.get("format") == FORMAT:
+        return data["model"]
+    if isinstance(data, dict) and data and all(isinstance(v, torch.Tensor) for v in data.values()):
+        return data
+    raise CheckpointError(f"{path}: expected a fer-train checkpoint or a state dict (names -> tensors)")

@@ -286,7 +286,7 @@ def build(plan: Plan, args: argparse.Namespace, ctx: Context, channels_last: boo
     seed_all(args.seed)
     model = plan.module.build_model(recipe)
     if args.init:
-        model.load_state_dict(ckpt.load(args.init)["model"])
+        model.load_state_dict(ckpt.load_weights(args.init))
         if ctx.main:
             print(f"model weights from {args.init}")
     if args.sync_bn and ctx.world > 1 and ctx.device.type == "cuda":
@@ -393,7 +393,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", metavar="PATH|auto", help="continue from a checkpoint (auto: OUT/last.pt if any)")
     p.add_argument("--stage", help="passed to the recipe's loss_step (two-stage recipes, e.g. two_level: "
                    "expression, then va)")
-    p.add_argument("--init", metavar="PATH", help="start from the model weights of a fer-train checkpoint")
+    p.add_argument("--init", metavar="PATH", help="start from these model weights (a fer-train checkpoint or a "
+                   "saved state dict)")
     p.add_argument("--stop-after", type=int, metavar="N", help="train at most N epochs in this invocation")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--workers", type=int, help="loader workers per process (default: 0 on CPU, up to 8 on CUDA)")
