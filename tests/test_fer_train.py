@@ -78,13 +78,15 @@ DDP_TOLERANCE = 1e-5
 @pytest.fixture(scope="module")
 def env(tmp_path_factory):
     """(RAF-DB root, recipe package folder on sys.path) shared by the tests of this module."""
-    from fer_utils.data.formats import write_rafdb
+    from fer_utils.data.formats import write_affectnet, write_rafdb
     from fer_utils.data.synthetic import SynthFaces
 
     base = tmp_path_factory.mktemp("fer_train")
     faces = SynthFaces(48, seed=0, size=64, with_masks=False)
-    write_rafdb([dict(faces[i], split="train" if i < 32 else "test") for i in range(48)], base / "rafdb",
-                size=32, verbose=False)
+    items = [dict(faces[i], split="train" if i < 32 else "test") for i in range(48)]
+    write_rafdb(items, base / "rafdb", size=32, verbose=False)
+    write_affectnet([dict(item, split="train" if item["split"] == "train" else "val") for item in items],
+                    base / "affectnet", verbose=False)
     package = base / "pkg" / "fertest_recipes"
     package.mkdir(parents=True)
     (package / "__init__.py").write_text("")
@@ -217,3 +219,17 @@ def test_ddamfn_recipe_trains_and_prints_the_resolved_recipe(env, tmp_path, caps
     saved = ckpt.load(tmp_path / "dd" / "best.pt")
     assert saved["recipe"]["fields"] == {**ckpt.recipe_to_dict(ddamfn.SMOKE, "smoke")["fields"], "epochs": 1}
     assert set(saved["model"]) == set(ddamfn.build_model(ddamfn.SMOKE).state_dict())  # no "module." prefixes
+
+
+def test_two_stage_recipe_runs_stage_by_stage(env, tmp_path):
+    """two_level: --stage expression (labels), then --stage va from its weights ((valence, arousal) targets)."""
+    root = env[0].parent / "affectnet"
+    common = ["two_level", "--profile", "smoke", "--dataset", "affectnet", "--data-root", str(root),
+              "--set", "epochs=1", "--no-progress", "--threads", "1"]
+    first = fer_train.main([*common, "--out", str(tmp_path / "s1"), "--stage", "expression"])
+    assert "train_accuracy" in first and first["val_images"] == 16
+    second = fer_train.main([*common, "--out", str(tmp_path / "s2"), "--stage", "va",
+                             "--init", str(tmp_path / "s1" / "best.pt")])
+    assert "train_accuracy" not in second and math.isfinite(second["val_loss"])  # regression: no accuracy
+    with pytest.raises(fer_train.FerTrainError, match="loss_step takes no stage"):
+        fer_train.main(args(env, tmp_path / "x", "--stage", "va"))
