@@ -178,6 +178,7 @@ def recipe_steps(module: Any, recipe: Any, stage: str | None) -> Steps:
 # ----------------------------------------------------------------------------------------------
 # Resuming
 # ----------------------------------------------------------------------------------------------
+
 def check_resumed_recipe(saved: dict, recipe: Any, profile: str, path: Path) -> None:
     """The command line must resolve to the checkpoint's recipe (``epochs`` may be raised)."""
     now = ckpt.recipe_to_dict(recipe, profile)
@@ -196,7 +197,7 @@ def check_resumed_recipe(saved: dict, recipe: Any, profile: str, path: Path) -> 
 def restore(path: Path, model: nn.Module, optimizer: Any, scheduler: Any, scaler: Any, ctx: Context,
             recipe: Any, profile: str) -> tuple[int, dict]:
     """Load ``path`` into the training objects; returns (epochs done, best {"metric", "value"})."""
-    data = ckpt.load(path, map_location=ctx.device)
+    data = ckpt.load(path)  # on the CPU: load_state_dict copies to the model's device
     check_resumed_recipe(data["recipe"], recipe, profile, path)
     model.load_state_dict(data["model"])
     optimizer.load_state_dict(data["optimizer"])
