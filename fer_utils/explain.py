@@ -9,14 +9,17 @@ against the same region masks:
   activations weighted by their spatially averaged gradients, ReLU, upsampled, scaled to [0, 1];
 - :func:`integrated_gradients` -- Sundararajan et al. (ICML 2017), through Captum: the path
   integral of input gradients from a baseline to the image;
-- :func:`occlusion_sensitivity` -- Zeiler & Fergus (ECCV 2014), as Deep-Emotion uses it: slide an
-  NxN patch of zeros over the image and record how much the true-class probability drops;
+- :func:`occlusion_sensitivity` -- Zeiler & Fergus (ECCV 2014), as Deep-Emotion uses it, through
+  Captum: slide an NxN patch of a constant over the image and record how much the true-class
+  probability drops;
 - :func:`pointing_game` / :func:`region_shares` -- score a map against a known region: the share of
   the map's (positive) mass inside the mask, and whether its peak falls inside;
 - :func:`stn_grid_lines` -- where a spatial transformer's sampling grid lands on its input, for
   drawing (``fer_utils.viz.draw_stn_grid``).
 
-Every function leaves the model in the train/eval mode it found it in.
+Every function leaves the model in the train/eval mode it found it in. None assumes an input
+scaling: the explainers that replace pixels (Integrated Gradients' baseline, occlusion's fill) take
+the value as a parameter, in the model's input scaling (:mod:`fer_utils.data.convention`).
 """
 from __future__ import annotations
 
@@ -79,27 +82,33 @@ def grad_cam(model: nn.Module, images: torch.Tensor, targets, target_layer: nn.M
     return np.asarray(maps, dtype=np.float32)
 
 
-def integrated_gradients(model: nn.Module, images: torch.Tensor, targets, baseline: float | torch.Tensor = 0.0,
-                         n_steps: int = 32, internal_batch_size: int | None = 256) -> np.ndarray:
-    """Integrated Gradients (Captum), summed over channels: (batch, H, W), signed.
-
-    IG_i(x) = (x_i - x'_i) * integral_0^1 dy^c/dx_i (x' + a (x - x')) da, approximated with
-    ``n_steps`` Gauss-Legendre points; the baseline x' is ``baseline`` (a constant: 0 is the
-    mid-grey of images normalised to [-1, 1]). The attributions sum to y^c(x) - y^c(x')
-    (completeness). Positive values push towards the class.
-    """
+def _captum(name: str):
+    """A class from ``captum.attr`` (captum imports tqdm.auto, which warns in a kernel without ipywidgets)."""
     import warnings
 
     from tqdm import TqdmWarning
 
-    with warnings.catch_warnings():  # captum imports tqdm.auto, which warns in a kernel without ipywidgets
+    with warnings.catch_warnings():
         warnings.simplefilter("ignore", TqdmWarning)
-        from captum.attr import IntegratedGradients
+        import captum.attr
 
+    return getattr(captum.attr, name)
+
+
+def integrated_gradients(model: nn.Module, images: torch.Tensor, targets, *, baseline: float | torch.Tensor,
+                         n_steps: int = 32, internal_batch_size: int | None = 256) -> np.ndarray:
+    """Integrated Gradients (Captum), summed over channels: (batch, H, W), signed.
+
+    IG_i(x) = (x_i - x'_i) * integral_0^1 dy^c/dx_i (x' + a (x - x')) da, approximated with
+    ``n_steps`` Gauss-Legendre points. The baseline x' is ``baseline``: a constant or a tensor
+    like ``images``, in the model's input scaling (``fer_utils.data.black_value(normalize)`` is
+    black; 0 is mid-grey under ``"symmetric"`` and black under ``"unit"``). The attributions sum to
+    y^c(x) - y^c(x') (completeness). Positive values push towards the class.
+    """
     images = images.to(_device(model))
     baselines = baseline if isinstance(baseline, torch.Tensor) else torch.full_like(images, float(baseline))
     with _eval_mode(model):
-        attributions = IntegratedGradients(model).attribute(
+        attributions = _captum("IntegratedGradients")(model).attribute(
             images, baselines=baselines.to(images.device), target=_targets(targets, len(images)),
             n_steps=n_steps, internal_batch_size=internal_batch_size)
     return attributions.sum(dim=1).detach().cpu().numpy()  # (batch, H, W)
@@ -110,55 +119,28 @@ def integrated_gradients(model: nn.Module, images: torch.Tensor, targets, baseli
 # ----------------------------------------------------------------------------------------------
 
 
-def _positions(size: int, patch: int, stride: int) -> list[int]:
-    starts = list(range(0, max(size - patch, 0) + 1, stride))
-    if starts[-1] != max(size - patch, 0):
-        starts.append(max(size - patch, 0))  # the last patch touches the border
-    return starts
-
-
 @torch.no_grad()
-def occlusion_sensitivity(model: nn.Module, images: torch.Tensor, targets, patch: int = 8, stride: int = 4,
-                          fill: float = 0.0, batch_size: int = 512, return_breaks: bool = False):
-    """Occlusion maps: the drop of p(target | image) when an NxN patch of ``fill`` covers each place.
+def occlusion_sensitivity(model: nn.Module, images: torch.Tensor, targets, *, fill: float, patch: int = 8,
+                          stride: int = 4, perturbations_per_eval: int = 64) -> np.ndarray:
+    """Occlusion maps (Captum's ``Occlusion``): the drop of p(target | image) when a patch of ``fill`` covers each place.
 
-    For every patch position P, drop(P) = p_c(x) - p_c(x with P set to ``fill``). A pixel's value
-    is the mean drop over the patches that cover it, so the map is (batch, H, W), in probability
-    units (positive = the patch hurt the class). With ``return_breaks=True`` also returns, per
-    pixel, the share of covering patches that changed the predicted class away from the target
-    ("where the prediction breaks").
+    For every patch position P (top-left corners 0, stride, 2 stride ...; a last patch that would
+    cross the border is cut at it), drop(P) = p_c(x) - p_c(x with P set to ``fill``). A pixel's
+    value is the mean drop over the patches that cover it, so the map is (batch, H, W), in
+    probability units (positive = the patch hurt the class). ``fill`` is in the model's input
+    scaling (0 is mid-grey under ``"symmetric"``; ``fer_utils.data.black_value`` gives black).
     """
-    device = _device(model)
-    images = images.to(device)
-    targets_list = _targets(targets, len(images))
-    _, _, height, width = images.shape
-    rows, cols = _positions(height, patch, stride), _positions(width, patch, stride)
-    drops = np.zeros((len(images), height, width), np.float64)
-    breaks = np.zeros_like(drops)
-    cover = np.zeros((height, width), np.float64)
-    for r in rows:
-        for c in cols:
-            cover[r:r + patch, c:c + patch] += 1
+    images = images.to(_device(model))
+    channels = images.shape[1]
+
+    def probabilities(x: torch.Tensor) -> torch.Tensor:
+        return torch.softmax(model(x), dim=1).double()  # differences and their mean in float64
+
     with _eval_mode(model):
-        for i, (image, target) in enumerate(zip(images, targets_list)):
-            p_clean = torch.softmax(model(image[None]), dim=1)[0, target].item()
-            boxes = [(r, c) for r in rows for c in cols]
-            for start in range(0, len(boxes), batch_size):
-                chunk = boxes[start:start + batch_size]
-                occluded = image[None].repeat(len(chunk), 1, 1, 1)
-                for k, (r, c) in enumerate(chunk):
-                    occluded[k, :, r:r + patch, c:c + patch] = fill
-                probs = torch.softmax(model(occluded), dim=1)
-                p_occluded = probs[:, target].cpu().numpy()
-                broken = (probs.argmax(1) != target).cpu().numpy()
-                for k, (r, c) in enumerate(chunk):
-                    drops[i, r:r + patch, c:c + patch] += p_clean - p_occluded[k]
-                    breaks[i, r:r + patch, c:c + patch] += broken[k]
-    drops /= cover
-    breaks /= cover
-    if return_breaks:
-        return drops.astype(np.float32), breaks.astype(np.float32)
-    return drops.astype(np.float32)
+        drops = _captum("Occlusion")(probabilities).attribute(
+            images, sliding_window_shapes=(channels, patch, patch), strides=(channels, stride, stride),
+            baselines=float(fill), target=_targets(targets, len(images)), perturbations_per_eval=perturbations_per_eval)
+    return drops[:, 0].float().cpu().numpy()  # every channel of a pixel gets the same value
 
 
 # ----------------------------------------------------------------------------------------------

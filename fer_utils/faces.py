@@ -189,22 +189,21 @@ def landmarks68_to_5(lm68: np.ndarray) -> np.ndarray:
                      lm68[NOSE_TIP_68], lm68[MOUTH_LEFT_68], lm68[MOUTH_RIGHT_68]])
 
 
-def umeyama(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
-    """Least-squares similarity ``dst ~ s R src + t`` (Umeyama 1991); returns the 2x3 matrix.
+def similarity_matrix(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+    """Least-squares similarity ``dst ~ s R src + t`` (Umeyama 1991) as a 2x3 matrix ``[sR | t]``.
 
-    With centred points ``X = src - mu_s``, ``Y = dst - mu_d`` and the SVD
-    ``Y^T X / n = U S V^T``: ``R = U D V^T`` with ``D = diag(1, det(U V^T))`` (no
-    reflection), ``s = tr(S D) / var(X)``, ``t = mu_d - s R mu_s``.
+    scikit-image's ``SimilarityTransform.from_estimate`` solves it: with centred points
+    ``X = src - mu_s``, ``Y = dst - mu_d`` and the SVD ``Y^T X / n = U S V^T``, ``R = U D V^T`` with
+    ``D = diag(1, +-1)`` (no reflection), ``s = tr(S D) / var(X)``, ``t = mu_d - s R mu_s``
+    (notebook 01 derives it and checks it against this function).
     """
+    from skimage.transform import SimilarityTransform
+
     src, dst = np.asarray(src, np.float64), np.asarray(dst, np.float64)
-    mu_s, mu_d = src.mean(0), dst.mean(0)
-    x, y = src - mu_s, dst - mu_d
-    u, sig, vt = np.linalg.svd(y.T @ x / len(src))
-    d = np.diag([1.0, np.sign(np.linalg.det(u @ vt)) or 1.0])
-    rot = u @ d @ vt
-    scale = np.trace(np.diag(sig) @ d) / x.var(0).sum()
-    t = mu_d - scale * rot @ mu_s
-    return np.hstack([scale * rot, t[:, None]])
+    transform = SimilarityTransform.from_estimate(src, dst)
+    if not transform:
+        raise ValueError(f"no similarity fits these {len(src)} points (all equal or collinear?): {transform}")
+    return transform.params[:2].copy()
 
 
 def template(size: int = 112, zoom: float = 1.0) -> np.ndarray:
@@ -217,7 +216,7 @@ def template(size: int = 112, zoom: float = 1.0) -> np.ndarray:
 
 def alignment_matrix(landmarks5: np.ndarray, size: int = 112, zoom: float = 1.0) -> np.ndarray:
     """The 2x3 similarity that takes the 5 points onto the ArcFace template (for images, masks, points)."""
-    return umeyama(np.asarray(landmarks5, np.float64).reshape(5, 2), template(size, zoom))
+    return similarity_matrix(np.asarray(landmarks5, np.float64).reshape(5, 2), template(size, zoom))
 
 
 def align(image: np.ndarray, landmarks5: np.ndarray, size: int = 112, zoom: float = 1.0) -> np.ndarray:
@@ -247,7 +246,8 @@ def fer_face_crop(gray: np.ndarray, box_xywh, offset: int = 10, size: int = 64) 
     """fer's preprocessing: square the box, enlarge it by ``offset`` px per side, resize.
 
     Outside the image the crop is filled, like fer, with the mean of the image's
-    bottom two rows. Returns ``(size, size)`` float32 in [-1, 1] (``x / 255 * 2 - 1``).
+    bottom two rows. Returns the ``(size, size)`` uint8 crop; the model reads it through
+    ``fer_utils.data.to_model_tensor(crops, normalize="symmetric")`` ([-1, 1], as fer's ``x / 255 * 2 - 1``).
     """
     x, y, w, h = (int(v) for v in box_xywh)
     if h > w:  # fer's tosquare
@@ -258,8 +258,7 @@ def fer_face_crop(gray: np.ndarray, box_xywh, offset: int = 10, size: int = 64) 
     fill = float(gray[-2:].mean())
     padded = cv2.copyMakeBorder(gray, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=fill)
     crop = padded[y - offset + pad:y + h + offset + pad, x - offset + pad:x + w + offset + pad]
-    crop = cv2.resize(crop, (size, size)).astype(np.float32)
-    return (crop / 255.0 - 0.5) * 2.0
+    return cv2.resize(crop, (size, size))
 
 
 # --------------------------------------------------------------- part crops

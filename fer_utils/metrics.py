@@ -6,12 +6,10 @@ integer labels; ``y_pred`` may also be a (N, C) score array (argmax is taken).
 """
 from __future__ import annotations
 
-from typing import Sequence
-
 import numpy as np
 import torch
 from sklearn.metrics import confusion_matrix as _sk_confusion
-from sklearn.metrics import f1_score
+from sklearn.metrics import f1_score, recall_score
 
 
 def _labels(y_pred: np.ndarray) -> np.ndarray:
@@ -45,20 +43,19 @@ def macro_f1(y_true, y_pred, num_classes: int | None = None) -> float:
 
 
 def per_class_recall(y_true, y_pred, num_classes: int) -> np.ndarray:
-    """R_c = TP_c / (TP_c + FN_c) for each class; NaN for a class absent from y_true."""
-    cm = confusion_matrix(y_true, y_pred, num_classes)
-    support = cm.sum(axis=1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(support > 0, np.diag(cm) / support, np.nan)
+    """R_c = TP_c / (TP_c + FN_c) for each class (scikit-learn's ``recall_score``); NaN for a class absent from y_true."""
+    return recall_score(np.asarray(y_true).astype(int), _labels(y_pred), labels=list(range(num_classes)),
+                        average=None, zero_division=np.nan)
 
 
 def confusion_matrix(y_true, y_pred, num_classes: int, normalize: bool = False) -> np.ndarray:
-    """C[i, j] = number of samples of true class i predicted as j (rows sum to 1 if ``normalize``)."""
-    cm = _sk_confusion(np.asarray(y_true).astype(int), _labels(y_pred), labels=list(range(num_classes)))
-    if normalize:
-        rows = cm.sum(axis=1, keepdims=True)
-        return np.divide(cm, rows, out=np.zeros_like(cm, dtype=float), where=rows > 0)
-    return cm
+    """C[i, j] = number of samples of true class i predicted as j (scikit-learn).
+
+    ``normalize=True``: each row divided by its sum (the share of true class i predicted as j;
+    scikit-learn's ``normalize="true"``), a row with no samples is all zeros.
+    """
+    return _sk_confusion(np.asarray(y_true).astype(int), _labels(y_pred), labels=list(range(num_classes)),
+                         normalize="true" if normalize else None)
 
 
 def rmse(y_true, y_pred) -> float:
@@ -141,13 +138,3 @@ def abaw_au_score(au_true, au_pred, threshold: float = 0.5) -> float:
     t = np.asarray(au_true).astype(int)
     p = (np.asarray(au_pred) >= threshold).astype(int)
     return 0.5 * au_f1(t, p, 0.5) + 0.5 * float(np.mean(t == p))
-
-
-def summarize_classification(y_true, y_pred, class_names: Sequence[str]) -> dict[str, object]:
-    """Accuracy, macro-F1 and per-class recall (by name) in one dict, ready for ``record``."""
-    recall = per_class_recall(y_true, y_pred, len(class_names))
-    return {
-        "accuracy": accuracy(y_true, y_pred),
-        "macro_f1": macro_f1(y_true, y_pred, len(class_names)),
-        "per_class_recall": {name: float(r) for name, r in zip(class_names, recall)},
-    }

@@ -1,4 +1,4 @@
-"""Run profiles: how much data and training a notebook uses.
+"""Run profiles, and every notebook's sizes under each profile (one table, read by the notebooks).
 
 - ``smoke``: for CI. Tiny data, one or two epochs, a notebook in about a minute
   on two CPU cores; still shows that learning happens.
@@ -8,10 +8,17 @@
 
 A notebook's ``parameters`` cell sets ``profile``; the environment variable
 ``FER_PROFILE`` wins when it is set, so ``FER_PROFILE=smoke pytest --nbval-lax``
-runs every notebook small without editing it.
+runs every notebook small without editing it. ``course.start`` hands the notebook
+its row of :data:`SETTINGS` as ``run.settings`` (the notebooks call it ``P``) and,
+for a paper notebook, its training recipe as ``run.recipe``.
+
+Training hyper-parameters (epochs, batch size, learning rate ...) of the paper notebooks are
+written once, in their recipe (``fer_utils/recipes/<paper>.py``: ``SMOKE``, ``COURSE``,
+``FULL``); the table below names them with :data:`R` (``R.epochs`` = "the recipe's epochs").
 """
 from __future__ import annotations
 
+import importlib
 import os
 from dataclasses import dataclass
 from typing import Any
@@ -19,20 +26,83 @@ from typing import Any
 
 @dataclass(frozen=True)
 class Profile:
-    """Generic knobs every notebook can read; notebooks add their own with :func:`choose`."""
+    """A run profile: ``smoke``, ``course`` or ``full``; what it sets is in :data:`SETTINGS` and the recipes."""
 
     name: str
-    n_train: int
-    n_test: int
-    epochs: int
-    batch_size: int
 
 
-PROFILES: dict[str, Profile] = {
-    "smoke": Profile("smoke", n_train=600, n_test=200, epochs=2, batch_size=64),
-    "course": Profile("course", n_train=6000, n_test=1500, epochs=8, batch_size=64),
-    "full": Profile("full", n_train=50000, n_test=10000, epochs=40, batch_size=128),
+PROFILES: dict[str, Profile] = {name: Profile(name) for name in ("smoke", "course", "full")}
+
+
+@dataclass(frozen=True)
+class FromRecipe:
+    """A setting taken from the notebook's recipe for the profile (its field ``field``)."""
+
+    field: str
+
+
+class _Recipe:
+    def __getattr__(self, field: str) -> FromRecipe:
+        return FromRecipe(field)
+
+
+#: ``R.batch_size`` in the table means: the recipe's ``batch_size`` for this profile.
+R = _Recipe()
+
+#: The recipe module (``fer_utils.recipes.<name>``) of each paper notebook.
+RECIPES: dict[str, str] = {"02_cnn_baselines": "baselines", "03_deep_emotion": "deep_emotion",
+                           "04_two_level_attention": "two_level", "05_ddamfn": "ddamfn"}
+
+#: notebook -> profile -> its settings (sizes of the data, folds, faces shown ...). Every key is read
+#: by its notebook as ``P["key"]``, except the ones in :data:`SHOWN_ONLY`.
+SETTINGS: dict[str, dict[str, dict[str, Any]]] = {
+    "00_datasets": {
+        "smoke": dict(n_train=600, n_test=200, epochs=8, lr=3e-3, width=16, n_identities=40, n_stats=500,
+                      n_seq_identities=12),
+        "course": dict(n_train=6000, n_test=1500, epochs=8, lr=1e-3, width=16, n_identities=300, n_stats=2000,
+                       n_seq_identities=40),
+        "full": dict(n_train=20000, n_test=5000, epochs=20, lr=1e-3, width=32, n_identities=1000, n_stats=5000,
+                     n_seq_identities=100),
+    },
+    "01_face_detection": {
+        "smoke": dict(n_eval=10, n_gallery=6),
+        "course": dict(n_eval=200, n_gallery=8),
+        "full": dict(n_eval=1000, n_gallery=8),
+    },
+    "02_cnn_baselines": {
+        "smoke": dict(n=900, n_identities=45, batch=R.batch_size, epochs=R.epochs, widths=R.widths),
+        "course": dict(n=5000, n_identities=250, batch=R.batch_size, epochs=R.epochs, widths=R.widths),
+        "full": dict(n=30000, n_identities=1500, batch=R.batch_size, epochs=R.epochs, widths=R.widths),
+    },
+    "03_deep_emotion": {
+        "smoke": dict(n=700, n_identities=40, batch=R.batch_size, epochs=R.epochs, ablation_epochs=1, lr_epochs=1,
+                      faces_per_class=2),
+        "course": dict(n=5000, n_identities=250, batch=R.batch_size, epochs=R.epochs, ablation_epochs=6,
+                       lr_epochs=2, faces_per_class=12),
+        "full": dict(n=30000, n_identities=1500, batch=R.batch_size, epochs=R.epochs, ablation_epochs=40,
+                     lr_epochs=5, faces_per_class=50),
+    },
+    "04_two_level_attention": {
+        "smoke": dict(difficulty="lab", n=600, n_identities=40, batch=R.batch_size, lr=R.lr, stage1_epochs=R.epochs,
+                      stage2_epochs=R.stage2_epochs, n_inspect=64),
+        "course": dict(difficulty="wild", n=5000, n_identities=250, batch=R.batch_size, lr=R.lr,
+                       stage1_epochs=R.epochs, stage2_epochs=R.stage2_epochs, n_inspect=256),
+        "full": dict(difficulty="wild", n=30000, n_identities=1500, batch=R.batch_size, lr=R.lr,
+                     stage1_epochs=R.epochs, stage2_epochs=R.stage2_epochs, n_inspect=512),
+    },
+    "05_ddamfn": {
+        "smoke": dict(n=800, n_identities=40, folds=2, epochs=R.epochs, batch=R.batch_size, config=R.config,
+                      optimizer=R.optimizer, lr=R.lr, per_class=3),
+        "course": dict(n=3000, n_identities=150, folds=3, epochs=R.epochs, batch=R.batch_size, config=R.config,
+                       optimizer=R.optimizer, lr=R.lr, per_class=12),
+        "full": dict(n=30000, n_identities=1500, folds=10, epochs=R.epochs, batch=R.batch_size, config=R.config,
+                     optimizer=R.optimizer, lr=R.lr, per_class=30),
+    },
 }
+
+
+#: Settings a notebook only shows (in its set-up ``print(P)``) because its recipe applies them.
+SHOWN_ONLY: dict[str, set[str]] = {"05_ddamfn": {"optimizer", "lr"}}  # recipe.make_optimizer(model, RECIPE)
 
 
 def resolve_profile(name: str | None = None) -> str:
@@ -52,13 +122,18 @@ def get_profile(name: str | None = None) -> Profile:
     return PROFILES[resolve_profile(name)]
 
 
-def choose(profile: str | Profile, **by_profile: Any) -> Any:
-    """Pick a notebook-specific setting by profile name.
-
-    >>> choose("smoke", smoke=1, course=10, full=100)
-    1
-    """
+def recipe(notebook: str, profile: str | Profile):
+    """The notebook's recipe for ``profile`` (``fer_utils.recipes.<paper>.SMOKE`` / ``COURSE`` / ``FULL``), or None."""
     name = profile.name if isinstance(profile, Profile) else resolve_profile(profile)
-    if name not in by_profile:
-        raise KeyError(f"no setting given for profile {name!r} (have {sorted(by_profile)})")
-    return by_profile[name]
+    if notebook not in RECIPES:
+        return None
+    return getattr(importlib.import_module(f"fer_utils.recipes.{RECIPES[notebook]}"), name.upper())
+
+
+def settings(notebook: str, profile: str | Profile) -> dict[str, Any]:
+    """The notebook's row of :data:`SETTINGS` for ``profile``, with every ``R.<field>`` read from its recipe."""
+    name = profile.name if isinstance(profile, Profile) else resolve_profile(profile)
+    if notebook not in SETTINGS:
+        raise KeyError(f"no settings for notebook {notebook!r} in fer_utils/profiles.py (have {sorted(SETTINGS)})")
+    row, chosen = SETTINGS[notebook][name], recipe(notebook, name)
+    return {key: getattr(chosen, value.field) if isinstance(value, FromRecipe) else value for key, value in row.items()}

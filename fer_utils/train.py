@@ -15,6 +15,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from fer_utils import metrics
 from fer_utils.utils import use_amp
 
 
@@ -53,7 +54,7 @@ def evaluate(model: nn.Module, loader: Iterable, loss_fn: Callable | None = None
     if loss_fn is not None:
         result["loss"] = total_loss / max(count, 1)
     if result["targets"].dtype.kind in "iu" and result["outputs"].ndim == 2:
-        result["accuracy"] = float(np.mean(result["outputs"].argmax(1) == result["targets"]))
+        result["accuracy"] = metrics.accuracy(result["targets"], result["outputs"])
     return result
 
 
@@ -76,7 +77,7 @@ def fit(model: nn.Module, train_loader: Iterable, epochs: int, optimizer: torch.
                unit="batch", mininterval=2.0, ascii=True)
     for epoch in range(1, epochs + 1):
         model.train()
-        total, correct, count = 0.0, 0, 0
+        total, count, predicted, labels = 0.0, 0, [], []
         for step, (inputs, target) in enumerate(train_loader, start=1):
             inputs, target = _to(inputs, device), _to(target, device)
             optimizer.zero_grad(set_to_none=True)
@@ -101,13 +102,15 @@ def fit(model: nn.Module, train_loader: Iterable, epochs: int, optimizer: torch.
             count += len(target)
             logits = _first(out)
             if target.dtype in (torch.int64, torch.int32) and logits.ndim == 2:
-                correct += int((logits.argmax(1) == target).sum())
+                predicted.append(logits.detach().argmax(1).cpu().numpy())
+                labels.append(target.cpu().numpy())
             bar.update(1)
             bar.set_postfix(epoch=epoch, loss=f"{total / count:.3f}", refresh=False)
         if scheduler is not None:
             scheduler.step()
         history["train_loss"].append(total / count)
-        history["train_accuracy"].append(correct / count)
+        history["train_accuracy"].append(
+            metrics.accuracy(np.concatenate(labels), np.concatenate(predicted)) if labels else 0.0)
         if val_loader is not None:
             result = evaluate(model, val_loader, loss_fn, device)
             history.setdefault("val_loss", []).append(result["loss"])

@@ -43,16 +43,16 @@ def use_amp(device: torch.device | str) -> bool:
     return torch.device(device).type == "cuda"
 
 
-def _plain(value: Any) -> Any:
+def _json_value(value: Any) -> Any:
     """Turn numpy / torch scalars and arrays into JSON-friendly Python values."""
     if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
+        return {str(k): _json_value(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
+        return [_json_value(v) for v in value]
     if isinstance(value, torch.Tensor):
         value = value.detach().cpu().numpy()
     if isinstance(value, np.ndarray):
-        return _plain(value.tolist())
+        return _json_value(value.tolist())
     if isinstance(value, np.generic):
         value = value.item()
     if isinstance(value, float) and not math.isfinite(value):
@@ -75,6 +75,6 @@ def record(name: str, value: Any, results_path: str | os.PathLike | None) -> Any
             f"results_path {str(path)!r}: folder {str(path.parent)!r} does not exist; create it first"
         )
     data = json.loads(path.read_text()) if path.exists() and path.stat().st_size else {}
-    data[name] = _plain(value)
+    data[name] = _json_value(value)
     path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
     return value

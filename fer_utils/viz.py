@@ -64,7 +64,7 @@ def plot_confusion(ax: plt.Axes, y_true, y_pred, class_names: Sequence[str], tit
     return cm
 
 
-def _as_image(image) -> np.ndarray:
+def _display_array(image) -> np.ndarray:
     """HxW or HxWx3 float array from HxW, 1xHxW, 3xHxW or HxWx3 (numpy or torch)."""
     img = np.asarray(image.detach().cpu() if hasattr(image, "detach") else image, dtype=np.float32)
     if img.ndim == 3 and img.shape[0] in (1, 3):
@@ -74,7 +74,7 @@ def _as_image(image) -> np.ndarray:
 
 def show_face(ax: plt.Axes, image, title: str | None = None) -> None:
     """A face (HxW or 1xHxW or HxWx3; uint8 or float, any range) in grey, without axes."""
-    img = _as_image(image)
+    img = _display_array(image)
     ax.imshow(img, cmap="gray", vmin=float(img.min()), vmax=float(img.max()) if img.max() > img.min() else None)
     ax.set_axis_off()
     if title:
@@ -107,7 +107,7 @@ def draw_stn_grid(ax: plt.Axes, image, theta, n_lines: int = 7, color: str = "#0
     from fer_utils.explain import stn_grid_lines
 
     show_face(ax, image, title)
-    height, width = _as_image(image).shape[:2]
+    height, width = _display_array(image).shape[:2]
     lines = stn_grid_lines(theta, (height, width), n_lines=n_lines, align_corners=align_corners)
     for k, line in enumerate(lines):
         border = k in (0, 1, len(lines) - 2, len(lines) - 1)

@@ -54,9 +54,9 @@ def test_unknown_asset_is_a_key_error():
         fetch("lena.png")
 
 
-def test_load_image_is_rgb_uint8():
-    grace = assets.load_image("grace_hopper.jpg")
-    astro = assets.load_image("astronaut.png")
+def test_load_photo_is_rgb_uint8():
+    grace = assets.load_photo("grace_hopper.jpg")
+    astro = assets.load_photo("astronaut.png")
     assert grace.shape == (600, 512, 3) and grace.dtype == np.uint8
     assert astro.shape == (512, 512, 3)
     # the astronaut's suit is orange: red channel above blue on average in the lower part

@@ -1,6 +1,8 @@
 """Profiles, seeding, device choice, record() and the training loop."""
 import json
+from pathlib import Path
 
+import nbformat
 import numpy as np
 import pytest
 import torch
@@ -8,8 +10,8 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from fer_utils import profiles
-from fer_utils.tools import course
 from fer_utils.models.baselines import SmallCNN
+from fer_utils.tools import course
 from fer_utils.train import evaluate, fit
 from fer_utils.utils import pick_device, record, seed_everything, use_amp
 
@@ -24,7 +26,23 @@ def test_profiles_resolve_and_reject(monkeypatch):
     with pytest.raises(ValueError, match="unknown profile 'fast'; valid profiles are 'smoke', 'course', 'full'"):
         profiles.resolve_profile(None)
     monkeypatch.setenv("FER_PROFILE", "smoke")
-    assert profiles.choose("course", smoke=1, course=2, full=3) == 1
+    assert profiles.settings("05_ddamfn", "course")["epochs"] == 3  # the environment wins: SMOKE's epochs
+
+
+@pytest.mark.parametrize("notebook", sorted(profiles.SETTINGS))
+def test_every_setting_is_read_by_its_notebook(notebook, monkeypatch):
+    """The profile table holds what the notebook reads, nothing else; R.<field> comes from the recipe."""
+    monkeypatch.delenv("FER_PROFILE", raising=False)
+    path = Path(__file__).resolve().parents[1] / "notebooks" / f"{notebook}.ipynb"
+    source = "\n".join(c.source for c in nbformat.read(path, as_version=4).cells if c.cell_type == "code")
+    assert "P = run.settings" in source and "course.choose" not in source
+    for name in profiles.PROFILES:
+        row = profiles.settings(notebook, name)
+        assert set(row) == set(profiles.SETTINGS[notebook]["course"]), f"{notebook}: {name} has other keys"
+        for key in set(row) - profiles.SHOWN_ONLY.get(notebook, set()):
+            assert f'P["{key}"]' in source or f"P['{key}']" in source, f"{notebook} never reads P[{key!r}]"
+    chosen = profiles.recipe(notebook, "full")
+    assert chosen is None or chosen.name == "full"
 
 
 def test_seed_everything_repeats():

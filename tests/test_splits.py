@@ -36,6 +36,35 @@ def test_identity_kfold_partitions_identities():
     assert np.array_equal(np.sort(np.concatenate([val for _, val in folds])), np.arange(len(ids)))
 
 
+def _course_split(identities, test_size, seed):
+    """The splits as the course wrote them before scikit-learn ran them: shuffle the identities
+    with default_rng([seed, 11]), the first round(test_size * n) go to test."""
+    unique = np.unique(identities)
+    shuffled = np.random.default_rng([seed, 11]).permutation(unique)
+    n_test = min(len(unique) - 1, max(1, round(test_size * len(unique))))
+    is_test = np.isin(identities, shuffled[:n_test])
+    return np.flatnonzero(~is_test), np.flatnonzero(is_test)
+
+
+def _course_kfold(identities, k, seed):
+    """Shuffle with default_rng([seed, 12]), deal into k groups with np.array_split."""
+    shuffled = np.random.default_rng([seed, 12]).permutation(np.unique(identities))
+    return [(np.flatnonzero(~np.isin(identities, g)), np.flatnonzero(np.isin(identities, g)))
+            for g in np.array_split(shuffled, k)]
+
+
+@pytest.mark.parametrize("n, n_ids, test_size, k, seed", [
+    (1000, 50, 0.2, 5, 0), (600, 23, 0.25, 3, 7), (90, 45, 0.2, 2, 3), (37, 9, 0.33, 9, 11)])
+def test_sklearn_splits_equal_the_course_splits(n, n_ids, test_size, k, seed):
+    """GroupShuffleSplit / GroupKFold under identity_split / identity_kfold give the same indices as before."""
+    ids = np.random.default_rng(seed).integers(0, n_ids, n) * 3 + 1
+    for got, want in zip(identity_split(ids, test_size, seed), _course_split(ids, test_size, seed)):
+        assert np.array_equal(got, want)
+    for (train, val), (want_train, want_val) in zip(identity_kfold(ids, k, seed), _course_kfold(ids, k, seed),
+                                                    strict=True):
+        assert np.array_equal(train, want_train) and np.array_equal(val, want_val)
+
+
 def test_random_split_is_leaky_baseline():
     train, test = random_split_indices(200, test_size=0.25, seed=0)
     assert len(test) == 50 and np.array_equal(np.sort(np.r_[train, test]), np.arange(200))

@@ -11,7 +11,8 @@ subject-independent splits everywhere:
 Item dicts (from :class:`fer_utils.data.SynthFaces` or a format reader) become
 ``(image, target)`` tensor pairs with :func:`to_tensor` / :class:`TensorFaces`, or a
 whole uint8 array with :func:`materialize` for notebooks that train many epochs on a
-small set.
+small set. Every image becomes a tensor through :func:`fer_utils.data.to_model_tensor`
+(``normalize="unit"``, ``"symmetric"`` or ``"imagenet"``).
 """
 from __future__ import annotations
 
@@ -24,42 +25,60 @@ import torch
 from torch.utils.data import Dataset
 from tqdm import tqdm
 
+from fer_utils.data.convention import to_model_tensor
+
 
 def _check_test_size(test_size: float) -> None:
     if not 0.0 < test_size < 1.0:
         raise ValueError(f"test_size must be a fraction in (0, 1), got {test_size!r}")
 
 
+class _SeededShuffle(np.random.RandomState):
+    """scikit-learn draws from a legacy ``RandomState``; this one takes its permutations from the
+    course's seeded ``numpy.random.default_rng([seed, k])``, so the splits do not depend on the
+    scikit-learn version's random stream (and equal the course's splits before scikit-learn ran them)."""
+
+    def __init__(self, seed: int, stream: int) -> None:
+        super().__init__(0)
+        self._generator = np.random.default_rng([seed, stream])
+
+    def permutation(self, x):  # noqa: D102 - the only draw GroupShuffleSplit / GroupKFold make
+        return self._generator.permutation(x)
+
+
 def identity_split(identities: Sequence[int] | np.ndarray, test_size: float = 0.2,
                    seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Indices (train, test): a random ``test_size`` fraction of the identities goes to test.
 
-    No identity appears on both sides; every index appears exactly once.
+    scikit-learn's ``GroupShuffleSplit`` with the identities as groups; n_test = round(test_size *
+    identities), at least 1 and at most all but one. No identity appears on both sides; every
+    index appears exactly once (both sorted).
     """
+    from sklearn.model_selection import GroupShuffleSplit
+
     _check_test_size(test_size)
     identities = np.asarray(identities)
-    unique = np.unique(identities)
-    if len(unique) < 2:
-        raise ValueError(f"identity_split needs at least 2 identities, got {len(unique)}")
-    shuffled = np.random.default_rng([seed, 11]).permutation(unique)
-    n_test = min(len(unique) - 1, max(1, round(test_size * len(unique))))
-    is_test = np.isin(identities, shuffled[:n_test])
-    return np.flatnonzero(~is_test), np.flatnonzero(is_test)
+    n_groups = len(np.unique(identities))
+    if n_groups < 2:
+        raise ValueError(f"identity_split needs at least 2 identities, got {n_groups}")
+    n_test = min(n_groups - 1, max(1, round(test_size * n_groups)))
+    splitter = GroupShuffleSplit(n_splits=1, test_size=n_test, random_state=_SeededShuffle(seed, 11))
+    train, test = next(splitter.split(identities, groups=identities))
+    return train, test
 
 
 def identity_kfold(identities: Sequence[int] | np.ndarray, k: int = 5,
                    seed: int = 0) -> list[tuple[np.ndarray, np.ndarray]]:
-    """``k`` (train, val) index pairs; the identities are dealt into k disjoint groups."""
+    """``k`` (train, val) index pairs: scikit-learn's ``GroupKFold(shuffle=True)`` over the identities
+    (shuffled, then dealt into k disjoint groups; each identity validates once)."""
+    from sklearn.model_selection import GroupKFold
+
     identities = np.asarray(identities)
-    unique = np.unique(identities)
-    if not 2 <= k <= len(unique):
-        raise ValueError(f"k must be in [2, number of identities = {len(unique)}], got {k!r}")
-    shuffled = np.random.default_rng([seed, 12]).permutation(unique)
-    folds = []
-    for group in np.array_split(shuffled, k):
-        is_val = np.isin(identities, group)
-        folds.append((np.flatnonzero(~is_val), np.flatnonzero(is_val)))
-    return folds
+    n_groups = len(np.unique(identities))
+    if not 2 <= k <= n_groups:
+        raise ValueError(f"k must be in [2, number of identities = {n_groups}], got {k!r}")
+    folds = GroupKFold(n_splits=k, shuffle=True, random_state=_SeededShuffle(seed, 12))
+    return list(folds.split(identities, groups=identities))
 
 
 def random_split_indices(n: int, test_size: float = 0.2, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -68,13 +87,6 @@ def random_split_indices(n: int, test_size: float = 0.2, seed: int = 0) -> tuple
     order = np.random.default_rng([seed, 13]).permutation(n)
     n_test = max(1, round(test_size * n))
     return np.sort(order[n_test:]), np.sort(order[:n_test])
-
-
-def image_to_tensor(image: np.ndarray) -> torch.Tensor:
-    """uint8 HxW or HxWxC -> float32 CxHxW in [0, 1]."""
-    if image.ndim == 2:
-        image = image[:, :, None]
-    return torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))).float().div_(255.0)
 
 
 def adapt_image(image: np.ndarray, size: int | None = None, grayscale: bool | None = None) -> np.ndarray:
@@ -89,16 +101,17 @@ def adapt_image(image: np.ndarray, size: int | None = None, grayscale: bool | No
     return image
 
 
-def to_tensor(item: dict[str, Any], target: str = "label") -> tuple[torch.Tensor, Any]:
-    """An item dict -> (image float tensor CxHxW in [0, 1], ``item[target]``).
+def to_tensor(item: dict[str, Any], target: str = "label", normalize: str = "unit") -> tuple[torch.Tensor, Any]:
+    """An item dict -> (image float tensor CxHxW scaled by ``normalize``, ``item[target]``).
 
     Use it as ``SynthFaces(..., transform=to_tensor)`` so a ``DataLoader`` can batch
-    the pairs. ``target`` may name any item key ("label", "true_label", "aus", ...).
+    the pairs. ``target`` may name any item key ("label", "true_label", "aus", ...);
+    ``normalize`` is the course's input convention (:func:`fer_utils.data.to_model_tensor`).
     """
     value = item[target]
     if isinstance(value, np.ndarray):
         value = torch.from_numpy(value.astype(np.float32) if value.dtype == bool else value)
-    return image_to_tensor(item["image"]), value
+    return to_model_tensor(item["image"][None], normalize)[0], value
 
 
 class TensorFaces(Dataset):
@@ -108,10 +121,10 @@ class TensorFaces(Dataset):
     """
 
     def __init__(self, ds: Any, indices: Sequence[int] | np.ndarray | None = None, size: int | None = None,
-                 grayscale: bool | None = None, target: str = "label") -> None:
+                 grayscale: bool | None = None, target: str = "label", normalize: str = "unit") -> None:
         self.ds = ds
         self.indices = np.arange(len(ds)) if indices is None else np.asarray(indices)
-        self.size, self.grayscale, self.target = size, grayscale, target
+        self.size, self.grayscale, self.target, self.normalize = size, grayscale, target, normalize
 
     def __len__(self) -> int:
         return len(self.indices)
@@ -119,7 +132,7 @@ class TensorFaces(Dataset):
     def __getitem__(self, j: int) -> tuple[torch.Tensor, Any]:
         item = dict(self.ds[int(self.indices[j])])
         item["image"] = adapt_image(item["image"], self.size, self.grayscale)
-        return to_tensor(item, self.target)
+        return to_tensor(item, self.target, self.normalize)
 
 
 def materialize(ds: Any, indices: Sequence[int] | np.ndarray | None = None, size: int | None = None,
@@ -139,21 +152,19 @@ def materialize(ds: Any, indices: Sequence[int] | np.ndarray | None = None, size
     return np.stack(images), np.asarray(labels, np.int64)
 
 
-def tensors(images: np.ndarray, labels: np.ndarray) -> torch.utils.data.TensorDataset:
-    """Arrays from :func:`materialize` -> a ``TensorDataset`` of float images in [0, 1] and labels."""
-    x = torch.from_numpy(images).float().div_(255.0)
-    x = x.unsqueeze(1) if x.ndim == 3 else x.permute(0, 3, 1, 2)
-    return torch.utils.data.TensorDataset(x.contiguous(), torch.from_numpy(labels))
+def tensors(images: np.ndarray, labels: np.ndarray, normalize: str = "unit") -> torch.utils.data.TensorDataset:
+    """Arrays from :func:`materialize` -> a ``TensorDataset`` of (N, C, H, W) float images and labels."""
+    return torch.utils.data.TensorDataset(to_model_tensor(images, normalize), torch.from_numpy(labels))
 
 
 def load_rafdb_arrays(root: str | os.PathLike, size: int = 112, verbose: bool = False
                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """RAF-DB basic (``read_rafdb``, aligned crops) in memory: images (N, size, size, 3) uint8,
     labels (N,) in the course's class order, and is_train (N,) bool from the file names."""
-    from fer_utils.data.formats import load_image, read_rafdb
+    from fer_utils.data.formats import read_image_file, read_rafdb
 
     samples = read_rafdb(root, verbose=verbose)
-    images = np.stack([adapt_image(load_image(s["path"]), size, grayscale=False) for s in samples])
+    images = np.stack([adapt_image(read_image_file(s["path"]), size, grayscale=False) for s in samples])
     labels = np.asarray([s["label"] for s in samples], np.int64)
     is_train = np.asarray([s["split"] == "train" for s in samples])
     return images, labels, is_train

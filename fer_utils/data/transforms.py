@@ -148,10 +148,10 @@ def to_tv_tensors(sample: dict) -> dict:
     return out
 
 
-def _plain(value):
+def _untag(value):
     """tv_tensors -> plain tensors (nested dicts too)."""
     if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
+        return {k: _untag(v) for k, v in value.items()}
     if isinstance(value, torch.Tensor):
         return value.as_subclass(torch.Tensor)
     return value
@@ -164,7 +164,7 @@ def transform_sample(sample: dict, transform: v2.Transform | None = None) -> dic
     (5, 2) float tensors, ``masks`` {name: bool (H, W) tensor}, other keys as given.
     """
     transform = train_transform() if transform is None else transform
-    return _plain(transform(to_tv_tensors(sample)))
+    return _untag(transform(to_tv_tensors(sample)))
 
 
 def hflip_sample(sample: dict) -> dict:

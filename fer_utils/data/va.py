@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from fer_utils.data.convention import to_model_tensor
 from fer_utils.data.datasets import adapt_image, identity_split, random_split_indices
 from fer_utils.data.synthetic import SynthFaces
 
@@ -48,11 +49,9 @@ class VAFaces:
         """(N, 2) float32: valence, arousal."""
         return np.stack([self.valence, self.arousal], axis=1).astype(np.float32)
 
-    def tensors(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(images float (N, C, H, W) in [-1, 1], labels int64 (N,), va float32 (N, 2))."""
-        x = torch.from_numpy(self.images).float() / 127.5 - 1
-        x = x.unsqueeze(1) if x.ndim == 3 else x.permute(0, 3, 1, 2)
-        return x.contiguous(), torch.from_numpy(self.labels).long(), torch.from_numpy(self.va)
+    def tensors(self, normalize: str = "symmetric") -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(images float (N, C, H, W) scaled by ``normalize`` (default [-1, 1]), labels int64 (N,), va (N, 2))."""
+        return to_model_tensor(self.images, normalize), torch.from_numpy(self.labels).long(), torch.from_numpy(self.va)
 
     def masks(self, indices) -> list[dict[str, np.ndarray]]:
         """Region masks (brows, eyes, nose, mouth, cheeks) of SynthFaces items ``indices``, re-rendered."""

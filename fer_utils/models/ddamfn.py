@@ -144,35 +144,29 @@ FAITHFUL = DDAMFNConfig("faithful", stem=64, embedding=512, stages=(
     Stage(256, 256, 512, (3, 5, 7), (172, 170, 170), repeats=6),
 ))
 
+def scaled(config: DDAMFNConfig, name: str, divisor: int, repeats: Sequence[int], input_size: int) -> DDAMFNConfig:
+    """``config`` with every width divided by ``divisor`` (each channel split floored, the remainder
+    given to the first group) and its residual stages repeated ``repeats`` times instead."""
+    def split(parts: tuple[int, ...], total: int) -> tuple[int, ...]:
+        floors = [c // divisor for c in parts]
+        return (floors[0] + total - sum(floors), *floors[1:])
+
+    residual = iter(repeats)
+    stages = tuple(Stage(st.in_channels // divisor, st.out_channels // divisor, st.expand // divisor, st.kernels,
+                         split(st.splits, st.expand // divisor), next(residual) if st.residual else 1, st.stride)
+                   for st in config.stages)
+    return DDAMFNConfig(name, config.stem // divisor, stages, config.embedding // divisor, input_size)
+
+
 #: Ours, for CPU training: every width / 4, one or two repeats per residual stage (1, 2, 1 instead of
 #: 9, 16, 6), same block types and kernel lists with the splits scaled, 64x64 input, so the final map
 #: is 4x4 and the heads' and the classifier's GDConv kernels are 4 wide instead of 7.
-COURSE = DDAMFNConfig("course", stem=16, embedding=128, input_size=64, stages=(
-    Stage(16, 16, 32, (3, 5, 7), (16, 8, 8), stride=2),
-    Stage(16, 16, 32, (3, 5), (24, 8), repeats=1),
-    Stage(16, 32, 64, (3, 5, 7), (32, 16, 16), stride=2),
-    Stage(32, 32, 64, (3, 5), (48, 16), repeats=2),
-    Stage(32, 64, 256, (3, 5, 7, 9), (64, 64, 64, 64), stride=2),
-    Stage(64, 64, 128, (3, 5, 7), (44, 42, 42), repeats=1),
-))
+COURSE = scaled(FAITHFUL, "course", 4, repeats=(1, 2, 1), input_size=64)
 
 
 # ----------------------------------------------------------------------------------------------
 # Blocks
 # ----------------------------------------------------------------------------------------------
-
-class ConvBlock(nn.Module):
-    """Conv2d (no bias) -> BatchNorm2d -> PReLU(out_channels)."""
-
-    def __init__(self, in_c: int, out_c: int, kernel=(1, 1), stride=(1, 1), padding=(0, 0), groups: int = 1):
-        super().__init__()
-        self.conv = nn.Conv2d(in_c, out_c, kernel, stride, padding, groups=groups, bias=False)
-        self.bn = nn.BatchNorm2d(out_c)
-        self.prelu = nn.PReLU(out_c)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.prelu(self.bn(self.conv(x)))
-
 
 class LinearBlock(nn.Module):
     """Conv2d (no bias) -> BatchNorm2d, no activation. With a full-map depthwise kernel it is a GDConv."""
@@ -184,6 +178,17 @@ class LinearBlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.bn(self.conv(x))
+
+
+class ConvBlock(LinearBlock):
+    """Conv2d (no bias) -> BatchNorm2d -> PReLU(out_channels): a LinearBlock with an activation."""
+
+    def __init__(self, in_c: int, out_c: int, kernel=(1, 1), stride=(1, 1), padding=(0, 0), groups: int = 1):
+        super().__init__(in_c, out_c, kernel, stride, padding, groups)
+        self.prelu = nn.PReLU(out_c)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.prelu(super().forward(x))
 
 
 def h_swish(x: torch.Tensor) -> torch.Tensor:

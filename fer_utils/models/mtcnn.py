@@ -41,22 +41,39 @@ from torchvision.ops import nms
 
 
 # ------------------------------------------------------------------ networks
-class PNet(nn.Module):
+class _Cascade(nn.Module):
+    """The convolutional trunk the three nets share: ``conv<i>`` -> ``prelu<i>`` [-> ``pool<i>``] for
+    each row ``(in, out, kernel, pool)`` of a table (``pool`` = (kernel, stride) or None; the names are
+    facenet-pytorch's, so its state dicts load)."""
+
+    def __init__(self, table: tuple[tuple[int, int, int, tuple[int, int] | None], ...]):
+        super().__init__()
+        self.depth = len(table)
+        for i, (c_in, c_out, kernel, pool) in enumerate(table, start=1):
+            self.add_module(f"conv{i}", nn.Conv2d(c_in, c_out, kernel))
+            self.add_module(f"prelu{i}", nn.PReLU(c_out))
+            if pool is not None:
+                self.add_module(f"pool{i}", nn.MaxPool2d(*pool, ceil_mode=True))
+
+    def trunk(self, x: torch.Tensor) -> torch.Tensor:
+        for i in range(1, self.depth + 1):
+            x = getattr(self, f"prelu{i}")(getattr(self, f"conv{i}")(x))
+            if hasattr(self, f"pool{i}"):
+                x = getattr(self, f"pool{i}")(x)
+        return x
+
+
+class PNet(_Cascade):
     """Proposal net: fully convolutional, one 12x12 window per output cell (stride 2)."""
 
     def __init__(self):
-        super().__init__()
-        self.conv1, self.prelu1 = nn.Conv2d(3, 10, 3), nn.PReLU(10)
-        self.pool1 = nn.MaxPool2d(2, 2, ceil_mode=True)
-        self.conv2, self.prelu2 = nn.Conv2d(10, 16, 3), nn.PReLU(16)
-        self.conv3, self.prelu3 = nn.Conv2d(16, 32, 3), nn.PReLU(32)
+        super().__init__(((3, 10, 3, (2, 2)), (10, 16, 3, None), (16, 32, 3, None)))
         self.conv4_1 = nn.Conv2d(32, 2, 1)  # face / not face
         self.conv4_2 = nn.Conv2d(32, 4, 1)  # box offsets
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, 3, H, W) -> offsets (B, 4, H', W'), face probability (B, H', W')."""
-        x = self.pool1(self.prelu1(self.conv1(x)))
-        x = self.prelu3(self.conv3(self.prelu2(self.conv2(x))))
+        x = self.trunk(x)
         return self.conv4_2(x), self.conv4_1(x).softmax(dim=1)[:, 1]
 
 
@@ -65,41 +82,27 @@ def _flatten_like_caffe(x: torch.Tensor) -> torch.Tensor:
     return x.permute(0, 3, 2, 1).reshape(x.shape[0], -1)
 
 
-class RNet(nn.Module):
+class RNet(_Cascade):
     """Refinement net on 24x24 crops."""
 
     def __init__(self):
-        super().__init__()
-        self.conv1, self.prelu1 = nn.Conv2d(3, 28, 3), nn.PReLU(28)
-        self.pool1 = nn.MaxPool2d(3, 2, ceil_mode=True)
-        self.conv2, self.prelu2 = nn.Conv2d(28, 48, 3), nn.PReLU(48)
-        self.pool2 = nn.MaxPool2d(3, 2, ceil_mode=True)
-        self.conv3, self.prelu3 = nn.Conv2d(48, 64, 2), nn.PReLU(64)
+        super().__init__(((3, 28, 3, (3, 2)), (28, 48, 3, (3, 2)), (48, 64, 2, None)))
         self.dense4, self.prelu4 = nn.Linear(576, 128), nn.PReLU(128)
         self.dense5_1 = nn.Linear(128, 2)
         self.dense5_2 = nn.Linear(128, 4)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, 3, 24, 24) -> offsets (B, 4), face probability (B,)."""
-        x = self.pool1(self.prelu1(self.conv1(x)))
-        x = self.pool2(self.prelu2(self.conv2(x)))
-        x = self.prelu3(self.conv3(x))                      # (B, 64, 3, 3)
+        x = self.trunk(x)                                   # (B, 64, 3, 3)
         x = self.prelu4(self.dense4(_flatten_like_caffe(x)))
         return self.dense5_2(x), self.dense5_1(x).softmax(dim=1)[:, 1]
 
 
-class ONet(nn.Module):
+class ONet(_Cascade):
     """Output net on 48x48 crops: box, score and five landmarks."""
 
     def __init__(self):
-        super().__init__()
-        self.conv1, self.prelu1 = nn.Conv2d(3, 32, 3), nn.PReLU(32)
-        self.pool1 = nn.MaxPool2d(3, 2, ceil_mode=True)
-        self.conv2, self.prelu2 = nn.Conv2d(32, 64, 3), nn.PReLU(64)
-        self.pool2 = nn.MaxPool2d(3, 2, ceil_mode=True)
-        self.conv3, self.prelu3 = nn.Conv2d(64, 64, 3), nn.PReLU(64)
-        self.pool3 = nn.MaxPool2d(2, 2, ceil_mode=True)
-        self.conv4, self.prelu4 = nn.Conv2d(64, 128, 2), nn.PReLU(128)
+        super().__init__(((3, 32, 3, (3, 2)), (32, 64, 3, (3, 2)), (64, 64, 3, (2, 2)), (64, 128, 2, None)))
         self.dense5, self.prelu5 = nn.Linear(1152, 256), nn.PReLU(256)
         self.dense6_1 = nn.Linear(256, 2)
         self.dense6_2 = nn.Linear(256, 4)
@@ -107,10 +110,7 @@ class ONet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(B, 3, 48, 48) -> offsets (B, 4), landmarks (B, 10) as (x1..x5, y1..y5) in [0, 1], prob (B,)."""
-        x = self.pool1(self.prelu1(self.conv1(x)))
-        x = self.pool2(self.prelu2(self.conv2(x)))
-        x = self.pool3(self.prelu3(self.conv3(x)))
-        x = self.prelu4(self.conv4(x))                      # (B, 128, 3, 3)
+        x = self.trunk(x)                                   # (B, 128, 3, 3)
         x = self.prelu5(self.dense5(_flatten_like_caffe(x)))
         return self.dense6_2(x), self.dense6_3(x), self.dense6_1(x).softmax(dim=1)[:, 1]
 

@@ -144,8 +144,8 @@ def fetch(name: str) -> Path:
     return assets_dir() / name
 
 
-def load_image(name: str) -> np.ndarray:
-    """A cached photo as an ``(H, W, 3)`` uint8 **RGB** array."""
+def load_photo(name: str) -> np.ndarray:
+    """A cached photo as an ``(H, W, 3)`` uint8 **RGB** array (always RGB, even for a grey file)."""
     import cv2
 
     path = fetch(name)

@@ -4,6 +4,7 @@ In a notebook::
 
     run = course.start("00_datasets", profile, seed=seed, device=device,
                        results_path=results_path, figures_dir=figures_dir)
+    P = run.settings                   # this notebook's row of fer_utils/profiles.py
     run.record("accuracy_lab", 0.97)   # -> results_path (JSON)
     run.savefig(fig, "gallery")        # -> figures_dir/gallery.png
 
@@ -19,12 +20,13 @@ import json
 import os
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 
-from fer_utils.profiles import PROFILES, Profile, choose, get_profile  # noqa: F401 (choose re-exported)
+from fer_utils.profiles import PROFILES, SETTINGS, Profile, get_profile, recipe, settings
 from fer_utils.utils import pick_device, record, seed_everything
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -41,6 +43,8 @@ class Run:
     device: torch.device
     results_path: Path | None
     figures_dir: Path | None
+    settings: dict = field(default_factory=dict)  # the notebook's row of fer_utils.profiles.SETTINGS
+    recipe: Any = None  # the paper notebook's recipe for this profile (fer_utils.recipes.<paper>)
 
     def record(self, name: str, value):
         """Write one key metric to ``results_path`` (nothing if it is None) and return it."""
@@ -79,7 +83,8 @@ def start(notebook: str, profile: str | None = None, seed: int = 0, device: str 
     figs = Path(figures_dir) if figures_dir else None
     if figs is not None:
         figs.mkdir(parents=True, exist_ok=True)
-    run = Run(notebook, prof, seed, pick_device(device), res, figs)
+    run = Run(notebook, prof, seed, pick_device(device), res, figs,
+              settings(notebook, prof) if notebook in SETTINGS else {}, recipe(notebook, prof))
     run.record("profile", prof.name)
     run.record("seed", seed)
     print(f"notebook {notebook}: profile={prof.name}, seed={seed}, device={run.device.type}")

@@ -60,11 +60,6 @@ def strip_solutions(source: str, where: str = "cell") -> str:
     return "\n".join(out)
 
 
-def exercise_cells(nb) -> list[int]:
-    """Indices of the cells that hold a solution region."""
-    return [i for i, c in enumerate(nb.cells) if c.cell_type == "code" and BEGIN in c.source]
-
-
 def make_student_notebook(nb, name: str = "notebook"):
     """A copy of ``nb`` with solutions stubbed and outputs cleared."""
     student = nbformat.from_dict(nb)
