@@ -121,7 +121,7 @@ def read_dataset(name: str, root: str | os.PathLike) -> Any:
     """``fer_utils.data.formats.read_<name>(root)``; unknown names and missing paths fail at once."""
     from fer_utils.data import formats
 
-    known = sorted(formats.READERS)
+    known = sorted(n for n in formats.LABEL_MAPS if callable(getattr(formats, f"read_{n}", None)))
     if name not in known:
         raise FerTrainError(f"unknown dataset {name!r}; the readers are: {', '.join(known)}")
     if not Path(root).exists():
