@@ -111,6 +111,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--steps", type=int, default=7, help="timed steps per arm after the warm-up (median)")
     parser.add_argument("--compile-budget", type=int, default=900, help="seconds allowed for torch.compile")
     parser.add_argument("--no-compile", action="store_true", help="record the compiled arm as not measured")
+    parser.add_argument("--no-compile-reason", default="--no-compile", help="why, for the JSON (with --no-compile)")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "fast_paths.json"))
     args = parser.parse_args(argv)
     torch.set_num_threads(THREADS)
@@ -137,7 +138,7 @@ def main(argv=None) -> dict:
             arms["compiled"] = compiled
     result["compile_s"] = round(compile_s, 1) if compile_s is not None else None
     result["compile_note"] = ("measured: the first two compiled steps" if compile_s is not None else
-                              "not measured" + (" (--no-compile)" if args.no_compile else
+                              "not measured" + (f" ({args.no_compile_reason})" if args.no_compile else
                                                 f": the compile did not finish within {args.compile_budget} s"))
     for name, step in arms.items():  # warm-up (the compiled arm already ran its two steps)
         if name != "compiled":
