@@ -1,0 +1,435 @@
+"""``fer-train``: a paper's full recipe on a real dataset, resumable, in one process or under torchrun.
+
+::
+
+    fer-train ddamfn --dataset rafdb --data-root ~/data/RAF-DB/basic --out runs/ddamfn-rafdb
+    torchrun --standalone --nproc_per_node=4 -m fer_utils.tools.fer_train ddamfn --dataset rafdb ...
+    fer-train ddamfn ... --resume auto          # continue from runs/ddamfn-rafdb/last.pt
+
+The recipe (``fer_utils.recipes.<name>``; ``--profile full|course|smoke`` picks ``FULL`` /
+``COURSE`` / ``SMOKE``) supplies the hyper-parameters, ``build_model``, ``make_optimizer`` and
+``loss_step``: the same objects the notebooks' ``full`` profile uses, so nothing here repeats a
+paper's numbers. A dotted name (``mypkg.my_recipe``) loads your own module that follows the same
+contract. ``recipe.batch_size`` is the GLOBAL batch: with N processes each one takes
+batch_size / N, DDP averages the gradients, and the step is the one-process step on the same
+images (``DistributedSampler`` deals every global batch across the ranks in order).
+
+Per epoch: ``DistributedSampler.set_epoch``, training (tqdm on rank 0), the scheduler's step,
+validation on a disjoint shard per rank, metrics summed over ranks, one JSON line in
+``metrics.jsonl`` and ``last.pt`` / ``best.pt`` (rank 0 writes; see :mod:`.checkpoint`).
+
+Fast by default, same math: ``channels_last`` memory format; ``--compile`` for long runs
+(torch.compile takes minutes to compile); on CUDA, AMP (bfloat16 where supported, else float16
+with a GradScaler), pinned memory and loader workers. On CPU the backend is gloo, on CUDA nccl.
+"""
+from __future__ import annotations
+
+import argparse
+import ast
+import dataclasses
+import functools
+import importlib
+import inspect
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from fer_utils.tools import checkpoint as ckpt
+from fer_utils.tools.train_loop import (Context, FerTrainError, Steps, evaluate, gather_rng, make_loaders,
+                                        seed_all, setup, sync_and_compare, to_device, train_epoch, wrap)
+
+PROFILES = {"full": "FULL", "course": "COURSE", "smoke": "SMOKE"}
+
+
+# ----------------------------------------------------------------------------------------------
+# Recipe
+# ----------------------------------------------------------------------------------------------
+
+def load_recipe_module(name: str):
+    """``fer_utils.recipes.get(name)``, or any importable module for a dotted ``name``."""
+    from fer_utils import recipes
+
+    if "." in name:
+        try:
+            return importlib.import_module(name)
+        except ImportError as err:
+            raise FerTrainError(f"recipe module {name!r} could not be imported: {err}") from None
+    try:
+        return recipes.get(name)
+    except ValueError as err:
+        raise FerTrainError(str(err)) from None
+
+
+def _parse_value(text: str, current: Any) -> Any:
+    if isinstance(current, str):
+        return text
+    try:
+        value = ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        raise FerTrainError(f"--set value {text!r} is not a Python literal") from None
+    if isinstance(current, bool) and not isinstance(value, bool):
+        raise FerTrainError(f"--set value {text!r}: expected True or False")
+    if isinstance(current, float) and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    return tuple(value) if isinstance(current, tuple) and isinstance(value, list) else value
+
+
+def resolve_recipe(name: str, profile: str, overrides: Sequence[str] = ()) -> tuple[Any, Any, dict]:
+    """(recipe module, recipe, {field: value} overridden by ``--set field=value``)."""
+    module = load_recipe_module(name)
+    attr = PROFILES[profile]
+    if not hasattr(module, attr):
+        have = [p for p, a in PROFILES.items() if hasattr(module, a)]
+        raise FerTrainError(f"recipe {name!r} has no {attr} recipe (profile {profile!r}); it has: {have}")
+    for hook in ("build_model", "make_optimizer", "loss_step"):
+        if not callable(getattr(module, hook, None)):
+            raise FerTrainError(f"recipe module {module.__name__} lacks {hook}(); see fer_utils.recipes")
+    recipe = getattr(module, attr)
+    fields = {f.name: f for f in dataclasses.fields(recipe)}
+    changes: dict[str, Any] = {}
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        if not sep or key not in fields:
+            raise FerTrainError(f"--set {item!r}: expected FIELD=VALUE with FIELD one of {sorted(fields)}")
+        changes[key] = _parse_value(text, getattr(recipe, key))
+    return module, dataclasses.replace(recipe, **changes), changes
+
+
+def describe_recipe(recipe: Any, profile: str, changes: dict) -> str:
+    """The resolved recipe, one field per line; overridden fields are marked."""
+    cls = type(recipe)
+    lines = [f"recipe {cls.__module__}.{cls.__qualname__} (profile {profile}):"]
+    width = max(len(f.name) for f in dataclasses.fields(recipe))
+    for f in dataclasses.fields(recipe):
+        mark = "   (--set)" if f.name in changes else ""
+        lines.append(f"  {f.name:<{width}} = {getattr(recipe, f.name)!r}{mark}")
+    return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------------------------
+# Data: any reader in fer_utils.data.formats
+# ----------------------------------------------------------------------------------------------
+
+def read_dataset(name: str, root: str | os.PathLike) -> Any:
+    """``fer_utils.data.formats.read_<name>(root)``; unknown names and missing paths fail at once."""
+    from fer_utils.data import formats
+
+    known = sorted(n for n in formats.LABEL_MAPS if callable(getattr(formats, f"read_{n}", None)))
+    if name not in known:
+        raise FerTrainError(f"unknown dataset {name!r}; the readers are: {', '.join(known)}")
+    if not Path(root).exists():
+        raise FerTrainError(f"--data-root {root}: no such file or folder (dataset {name!r})")
+    try:
+        return getattr(formats, f"read_{name}")(root)
+    except (formats.FormatError, OSError) as err:
+        raise FerTrainError(f"dataset {name!r} at {root}: {err}") from None
+
+
+def split_indices(samples: Any, num_classes: int, val_split: str, target: str = "label"
+                  ) -> tuple[list, list, str, dict]:
+    """(train indices, validation indices, the split validated on, {reason: skipped count}).
+
+    ``val_split="auto"`` validates on "val" when the reader has it, else on "test" (RAF-DB).
+    Samples without the target (a label inside the recipe's classes, or valence and arousal
+    for ``target="va"``) are skipped and counted.
+    """
+    by_split: dict[str, list[int]] = {}
+    skipped: dict[str, int] = {}
+    for i in range(len(samples)):
+        s = samples[i]
+        label = s.get("label")
+        if target == "va":
+            reason = None if s.get("valence") is not None and s.get("arousal") is not None else "no valence-arousal"
+        elif label is None or not 0 <= int(label) < num_classes:
+            reason = "no label" if label is None else f"label {label} outside the recipe's {num_classes} classes"
+        else:
+            reason = None
+        if reason:
+            skipped[reason] = skipped.get(reason, 0) + 1
+            continue
+        by_split.setdefault(s.get("split") or "none", []).append(i)
+    if val_split == "auto":
+        val_split = "val" if "val" in by_split else "test"
+    if not by_split.get("train"):
+        raise FerTrainError(f"the dataset has no usable 'train' samples (splits found: {sorted(by_split)}; "
+                            f"skipped: {skipped})")
+    return by_split["train"], by_split.get(val_split, []), val_split, skipped
+
+
+def recipe_steps(module: Any, recipe: Any, stage: str | None) -> Steps:
+    """The module's hooks; ``--stage`` is passed to ``loss_step(..., stage=...)`` (two-stage recipes)."""
+    loss_step = module.loss_step
+    if stage is not None:
+        if "stage" not in inspect.signature(module.loss_step).parameters:
+            raise FerTrainError(f"--stage {stage}: {module.__name__}.loss_step takes no stage")
+        loss_step = functools.partial(module.loss_step, stage=stage)
+    target = "va" if stage == "va" or recipe.task == "va" else "label"
+    transform = getattr(module, "train_transform", None)
+    return Steps(module.__name__, loss_step, transform if callable(transform) else None, target)
+
+
+# ----------------------------------------------------------------------------------------------
+# Resuming
+# ----------------------------------------------------------------------------------------------
+
+def check_resumed_recipe(saved: dict, recipe: Any, profile: str, path: Path) -> None:
+    """The command line must resolve to the checkpoint's recipe (``epochs`` may be raised)."""
+    now = ckpt.recipe_to_dict(recipe, profile)
+    if (saved["module"], saved["class"]) != (now["module"], now["class"]):
+        raise ckpt.CheckpointError(f"checkpoint {path} was written by recipe {saved['module']}.{saved['class']}, "
+                                   f"not {now['module']}.{now['class']}")
+    differ = sorted(k for k in set(saved["fields"]) | set(now["fields"])
+                    if k != "epochs" and saved["fields"].get(k) != now["fields"].get(k))
+    if differ:
+        detail = ", ".join(f"{k}: {saved['fields'].get(k)!r} in the checkpoint, {now['fields'].get(k)!r} now"
+                           for k in differ)
+        raise ckpt.CheckpointError(f"checkpoint {path}: the recipe differs ({detail}); resume with the same "
+                                   "--profile and --set as the run that wrote it")
+
+
+def restore(path: Path, model: nn.Module, optimizer: Any, scheduler: Any, scaler: Any, ctx: Context,
+            recipe: Any, profile: str) -> tuple[int, dict]:
+    """Load ``path`` into the training objects; returns (epochs done, best {"metric", "value"})."""
+    data = ckpt.load(path)  # on the CPU: load_state_dict copies to the model's device
+    check_resumed_recipe(data["recipe"], recipe, profile, path)
+    model.load_state_dict(data["model"])
+    optimizer.load_state_dict(data["optimizer"])
+    if scheduler is not None and data.get("scheduler") is not None:
+        scheduler.load_state_dict(data["scheduler"])
+    if scaler is not None and data.get("scaler") is not None:
+        scaler.load_state_dict(data["scaler"])
+    states = data["rng"]
+    if len(states) != ctx.world and ctx.main:
+        print(f"note: {path} was written by {len(states)} process(es), this run has {ctx.world}: "
+              "the data order continues, the random augmentations do not repeat bit for bit")
+    ckpt.set_rng_state(states[ctx.rank % len(states)])
+    return int(data["epoch"]), dict(data.get("best") or {})
+
+
+def keep_metrics_until(path: Path, epoch: int) -> None:
+    """Drop metrics lines of epochs after ``epoch`` (written after the checkpoint resumed from)."""
+    if path.is_file():
+        lines = [line for line in path.read_text().splitlines() if line.strip()]
+        path.write_text("".join(line + "\n" for line in lines if json.loads(line)["epoch"] <= epoch))
+
+
+def is_better(metric: str, value: float, best: float | None) -> bool:
+    if best is None:
+        return True
+    return value > best if metric.endswith("accuracy") else value < best
+
+
+# ----------------------------------------------------------------------------------------------
+# The run
+# ----------------------------------------------------------------------------------------------
+
+@dataclasses.dataclass
+class Plan:
+    """What the command line resolved to, before any process group or model exists."""
+
+    module: Any
+    recipe: Any
+    changes: dict
+    steps: Steps
+    resume: Path | None
+    samples: Any
+    train_idx: list
+    val_idx: list
+    val_split: str
+    skipped: dict
+
+
+def prepare(args: argparse.Namespace) -> Plan:
+    """Everything that can fail on a bad command line, checked before a process group starts."""
+    module, recipe, changes = resolve_recipe(args.recipe, args.profile, args.set or [])
+    steps = recipe_steps(module, recipe, args.stage)
+    resume = None
+    if args.resume:
+        resume = Path(args.out) / "last.pt" if args.resume == "auto" else Path(args.resume)
+        if args.resume != "auto" and not resume.is_file():
+            raise FerTrainError(f"--resume {resume}: no such checkpoint")
+        resume = resume if resume.is_file() else None
+    if resume is None and (Path(args.out) / "last.pt").exists():
+        raise FerTrainError(f"--out {args.out} already holds a run (last.pt): pass --resume auto to continue it "
+                            "or choose another --out")
+    if args.init and not Path(args.init).is_file():
+        raise FerTrainError(f"--init {args.init}: no such checkpoint")
+    samples = read_dataset(args.dataset, args.data_root)
+    split = split_indices(samples, recipe.num_classes, args.val_split, steps.target)
+    return Plan(module, recipe, changes, steps, resume, samples, *split)
+
+
+def _announce(ctx: Context, args: argparse.Namespace, plan: Plan, channels_last: bool) -> None:
+    if not ctx.main:
+        return
+    recipe = plan.recipe
+    print(describe_recipe(recipe, args.profile, plan.changes))
+    print(f"data: {args.dataset} at {args.data_root}: train {len(plan.train_idx):,} images, validation "
+          f"({plan.val_split}) {len(plan.val_idx):,}, target {plan.steps.target}"
+          + "".join(f"; skipped {k}: {v:,}" for k, v in plan.skipped.items()))
+    amp = str(ctx.amp_dtype).replace("torch.", "") if ctx.amp_dtype else "off"
+    print(f"run: {ctx.world} process(es) on {ctx.device.type}, batch {recipe.batch_size} "
+          f"({recipe.batch_size // ctx.world} per process), AMP {amp}, channels_last "
+          f"{'on' if channels_last else 'off'}, compile {'on' if args.compile else 'off'}, "
+          f"loader workers {ctx.workers}" + (f", stage {args.stage}" if args.stage else "") + f", out {args.out}")
+
+
+def build(plan: Plan, args: argparse.Namespace, ctx: Context, channels_last: bool) -> tuple:
+    """Model (optionally from ``--init``), optimiser, scheduler, GradScaler, loaders, wrapped model."""
+    recipe = plan.recipe
+    seed_all(args.seed)
+    model = plan.module.build_model(recipe)
+    if args.init:
+        model.load_state_dict(ckpt.load_weights(args.init))
+        if ctx.main:
+            print(f"model weights from {args.init}")
+    if args.sync_bn and ctx.world > 1 and ctx.device.type == "cuda":
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    model = model.to(ctx.device, memory_format=torch.channels_last if channels_last else torch.preserve_format)
+    optimizer, scheduler = plan.module.make_optimizer(model, recipe)
+    scaler = torch.amp.GradScaler("cuda") if ctx.amp_dtype == torch.float16 else None
+    loaders = make_loaders(plan.samples, plan.train_idx, plan.val_idx, plan.steps, recipe, ctx)
+    net = wrap(model, ctx, plan.steps, lambda: to_device(*next(iter(loaders[0])), ctx, channels_last), recipe)
+    net = torch.compile(net) if args.compile else net
+    return model, optimizer, scheduler, scaler, loaders, net
+
+
+def run(args: argparse.Namespace) -> dict | None:
+    """Train as the command line says; returns the last epoch's metrics (None if nothing ran)."""
+    plan = prepare(args)
+    recipe = plan.recipe
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    ctx = setup(args.device, not args.no_amp, args.workers)
+    if args.deterministic:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.backends.cudnn.benchmark = False
+    channels_last = not args.no_channels_last
+    _announce(ctx, args, plan, channels_last)
+    model, optimizer, scheduler, scaler, loaders, net = build(plan, args, ctx, channels_last)
+    seed_all(args.seed + ctx.rank)
+    done, best = 0, {"metric": None, "value": None}
+    if plan.resume is not None:
+        done, best = restore(plan.resume, model, optimizer, scheduler, scaler, ctx, recipe, args.profile)
+    out = Path(args.out)
+    if ctx.main:
+        out.mkdir(parents=True, exist_ok=True)
+        if plan.resume is not None:
+            print(f"resumed from {plan.resume}: {done} epoch(s) done")
+            keep_metrics_until(out / "metrics.jsonl", done)
+        (out / "recipe.json").write_text(json.dumps(ckpt.recipe_to_dict(recipe, args.profile), indent=2) + "\n")
+    last = None
+    stop = recipe.epochs if args.stop_after is None else min(recipe.epochs, done + args.stop_after)
+    for epoch in range(done + 1, stop + 1):
+        last, best = one_epoch(epoch, net, model, plan.steps, recipe, optimizer, scheduler, scaler, ctx,
+                               loaders, channels_last, best, args)
+    if ctx.world > 1:
+        dist.barrier()
+    return last
+
+
+def one_epoch(epoch: int, net, model, steps: Steps, recipe, optimizer, scheduler, scaler, ctx: Context,
+              loaders: tuple, channels_last: bool, best: dict, args) -> tuple[dict, dict]:
+    """Train, validate, reduce, log one JSON line and write last.pt / best.pt (rank 0)."""
+    train_loader, val_loader, sampler = loaders
+    sampler.set_epoch(epoch)
+    start = time.perf_counter()
+    lr = optimizer.param_groups[0]["lr"]
+    metrics: dict[str, Any] = {"epoch": epoch, "lr": lr}
+    metrics.update(train_epoch(net, train_loader, steps, recipe, optimizer, scaler, ctx, channels_last,
+                               epoch, not args.no_progress))
+    train_s = time.perf_counter() - start
+    if scheduler is not None:
+        scheduler.step()
+    metrics["rank_param_max_diff"] = sync_and_compare(model, ctx)
+    if val_loader is not None:
+        metrics.update(evaluate(model, val_loader, steps, recipe, ctx, channels_last))
+    metrics.update(train_s=round(train_s, 3), epoch_s=round(time.perf_counter() - start, 3),
+                   images_per_s=round(metrics["train_images"] / train_s, 2), world_size=ctx.world)
+    name = next(k for k in ("val_accuracy", "val_loss", "train_loss") if k in metrics)
+    improved = is_better(name, metrics[name], best.get("value") if best.get("metric") == name else None)
+    if improved:
+        best = {"metric": name, "value": metrics[name], "epoch": epoch}
+    states = gather_rng(ctx)
+    if ctx.main:
+        state = {"epoch": epoch, "recipe": ckpt.recipe_to_dict(recipe, args.profile), "model": model.state_dict(),
+                 "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict() if scheduler else None,
+                 "scaler": scaler.state_dict() if scaler else None, "rng": states, "best": best,
+                 "world_size": ctx.world, "metrics": metrics}
+        out = Path(args.out)
+        ckpt.save(out / "last.pt", state)
+        if improved:
+            ckpt.save(out / "best.pt", state)
+        with open(out / "metrics.jsonl", "a") as f:
+            f.write(json.dumps(metrics) + "\n")
+        shown = {k: round(v, 4) if isinstance(v, float) else v for k, v in metrics.items()
+                 if k in ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "epoch_s")}
+        print(f"epoch {epoch}/{recipe.epochs}: " + ", ".join(f"{k} {v}" for k, v in shown.items())
+              + (f"  (best {name})" if improved else ""), flush=True)
+    return metrics, best
+
+
+# ----------------------------------------------------------------------------------------------
+# Command line
+# ----------------------------------------------------------------------------------------------
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="fer-train", description=__doc__.split("\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter,
+                                epilog="Multi-GPU / multi-node: torchrun ... -m fer_utils.tools.fer_train ...")
+    p.add_argument("recipe", help="a recipe in fer_utils.recipes (e.g. ddamfn) or a dotted module of your own")
+    p.add_argument("--dataset", required=True, help="a reader in fer_utils.data.formats (e.g. rafdb, affectnet)")
+    p.add_argument("--data-root", required=True, help="the dataset's folder (or file) as its reader expects")
+    p.add_argument("--out", required=True, help="run folder: metrics.jsonl, last.pt, best.pt, recipe.json")
+    p.add_argument("--profile", default="full", choices=sorted(PROFILES), help="FULL (default), COURSE or SMOKE")
+    p.add_argument("--set", nargs="*", metavar="FIELD=VALUE", help="override recipe fields, e.g. epochs=2")
+    p.add_argument("--val-split", default="auto", help="split to validate on (auto: val, else test)")
+    p.add_argument("--resume", metavar="PATH|auto", help="continue from a checkpoint (auto: OUT/last.pt if any)")
+    p.add_argument("--stage", help="passed to the recipe's loss_step (two-stage recipes, e.g. two_level: "
+                   "expression, then va)")
+    p.add_argument("--init", metavar="PATH", help="start from these model weights (a fer-train checkpoint or a "
+                   "saved state dict)")
+    p.add_argument("--stop-after", type=int, metavar="N", help="train at most N epochs in this invocation")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--workers", type=int, help="loader workers per process (default: 0 on CPU, up to 8 on CUDA)")
+    p.add_argument("--threads", type=int, help="torch CPU threads per process")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--compile", action="store_true", help="torch.compile the model (minutes to compile)")
+    p.add_argument("--no-channels-last", action="store_true", help="keep the default contiguous memory format")
+    p.add_argument("--no-amp", action="store_true", help="CUDA: train in float32")
+    p.add_argument("--sync-bn", action=argparse.BooleanOptionalAction, default=True,
+                   help="CUDA, several processes: SyncBatchNorm (BatchNorm over the global batch)")
+    p.add_argument("--deterministic", action="store_true", help="torch deterministic algorithms (slower on CUDA)")
+    p.add_argument("--no-progress", action="store_true", help="no tqdm bar")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> dict | None:
+    """Parse ``argv``, train, and return the last epoch's metrics. Errors in the command line
+    (recipe, dataset, path, checkpoint) raise FerTrainError / CheckpointError naming the culprit."""
+    args = parser().parse_args(argv)
+    try:
+        return run(args)
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def cli() -> None:
+    """The ``fer-train`` console script: a bad command line exits with status 2 and one message."""
+    try:
+        main()
+    except (FerTrainError, ckpt.CheckpointError) as err:
+        print(f"fer-train: error: {err}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+if __name__ == "__main__":
+    cli()

@@ -1,0 +1,308 @@
+"""The training engine behind ``fer-train``: processes and devices, DDP, one epoch, validation.
+
+Kept apart from the command line (:mod:`fer_utils.tools.fer_train`) so it reads top to bottom:
+
+- :func:`setup` reads torchrun's environment (``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``), picks
+  the device and starts the process group (gloo on CPU, nccl on CUDA);
+- :func:`make_loaders`: a ``DistributedSampler`` for training (also with one process, so one and
+  N processes see the same global batches), a disjoint validation shard per rank;
+- :func:`wrap` puts the model in ``DistributedDataParallel`` when there are several processes;
+- :func:`train_epoch` / :func:`evaluate` call the recipe's ``loss_step`` and return metrics summed
+  over every rank (:class:`Sums`); :func:`sync_and_compare` checks that the ranks agree.
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import math
+import os
+import random
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
+from tqdm import tqdm
+
+from fer_utils.tools import checkpoint as ckpt
+
+
+class FerTrainError(ValueError):
+    """A bad command line (recipe, dataset, path, override): reported before any training."""
+
+# ----------------------------------------------------------------------------------------------
+# Processes and devices
+# ----------------------------------------------------------------------------------------------
+
+@dataclasses.dataclass
+class Context:
+    """Where this process runs: rank, world size, device, AMP and the loader settings."""
+
+    rank: int
+    world: int
+    local_rank: int
+    device: torch.device
+    amp_dtype: torch.dtype | None
+    workers: int
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+@dataclasses.dataclass
+class Steps:
+    """What the loop calls from a recipe module: ``loss_step`` (``stage`` bound when given),
+    ``train_transform`` (or None) and the target each image is paired with ("label" or "va")."""
+
+    name: str
+    loss_step: Callable
+    train_transform: Callable | None
+    target: str = "label"
+
+
+def setup(device_name: str, amp: bool, workers: int | None) -> Context:
+    """Read torchrun's environment, pick the device, start the process group (gloo/nccl)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank, local_rank = int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
+    want_cuda = device_name == "cuda" or (device_name == "auto" and torch.cuda.is_available())
+    if want_cuda and not torch.cuda.is_available():
+        raise FerTrainError("--device cuda: CUDA is not available")
+    device = torch.device("cuda", local_rank) if want_cuda else torch.device("cpu")
+    if want_cuda:
+        torch.cuda.set_device(device)
+        torch.backends.cudnn.benchmark = True
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if want_cuda else "gloo")
+    amp_dtype = None
+    if want_cuda and amp:
+        amp_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if workers is None:
+        local_world = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+        workers = min(8, (os.cpu_count() or 1) // local_world) if want_cuda else 0
+    return Context(rank, world, local_rank, device, amp_dtype, workers)
+
+
+def seed_all(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def unused_parameters(model: nn.Module, steps: Steps, batch: tuple, recipe: Any) -> list[str]:
+    """Parameters that one training step leaves without a gradient (on a copy of the model:
+    the real one, its BatchNorm statistics included, is not touched)."""
+    probe = copy.deepcopy(model).train()
+    state = torch.get_rng_state()
+    loss, _ = _loss_and_logs(steps.loss_step(probe, batch, recipe))
+    loss.backward()
+    torch.set_rng_state(state)
+    return [n for n, p in probe.named_parameters() if p.requires_grad and p.grad is None]
+
+
+def wrap(model: nn.Module, ctx: Context, steps: Steps, first_batch: Any, recipe: Any) -> nn.Module:
+    """DistributedDataParallel when world > 1; ``first_batch()`` gives the batch that probes for
+    parameters without a gradient (DDP must be told about them)."""
+    if ctx.world == 1:
+        return model
+    unused = unused_parameters(model, steps, first_batch(), recipe)
+    if ctx.main and unused:
+        print(f"DDP: {len(unused)} parameters get no gradient (e.g. {unused[0]}): find_unused_parameters=True")
+    ids = [ctx.local_rank] if ctx.device.type == "cuda" else None
+    return nn.parallel.DistributedDataParallel(model, device_ids=ids, find_unused_parameters=bool(unused))
+
+
+# ----------------------------------------------------------------------------------------------
+# One epoch
+# ----------------------------------------------------------------------------------------------
+
+class _Recorder:
+    """Calls the model and keeps its last output, so accuracy needs no second forward pass."""
+
+    def __init__(self, model: nn.Module) -> None:
+        self.model, self.output = model, None
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        self.output = self.model(*args, **kwargs)
+        return self.output
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.model, name)
+
+
+def _loss_and_logs(result: Any) -> tuple[torch.Tensor, dict]:
+    return (result[0], dict(result[1] or {})) if isinstance(result, tuple) else (result, {})
+
+
+def to_device(x: torch.Tensor, y: torch.Tensor, ctx: Context, channels_last: bool) -> tuple:
+    x = x.to(ctx.device, non_blocking=True)
+    if channels_last and x.ndim == 4:
+        x = x.contiguous(memory_format=torch.channels_last)
+    return x, y.to(ctx.device, non_blocking=True)
+
+
+class Sums:
+    """Sample-weighted sums of the epoch's loss, the recipe's logs and the correct predictions,
+    reduced over ranks. Logs (``loss_step``'s dict) appear as ``<prefix>_log_<key>``."""
+
+    def __init__(self) -> None:
+        self.values: dict[str, float] = {"loss": 0.0, "correct": 0.0, "count": 0.0}
+        self.has_accuracy = True
+
+    def add(self, loss: float, logs: dict, output: Any, y: torch.Tensor) -> None:
+        n = len(y)
+        self.values["loss"] += loss * n
+        self.values["count"] += n
+        for key, value in logs.items():
+            if key == "loss":  # the loss itself, summed above
+                continue
+            self.values[f"log_{key}"] = self.values.get(f"log_{key}", 0.0) + float(value) * n
+        logits = output[0] if isinstance(output, (tuple, list)) else getattr(output, "logits", output)
+        if isinstance(logits, torch.Tensor) and logits.ndim == 2 and not y.is_floating_point():
+            self.values["correct"] += float((logits.argmax(1) == y).sum())
+        else:
+            self.has_accuracy = False
+
+    def reduce(self, ctx: Context, prefix: str) -> dict[str, float]:
+        keys = sorted(self.values)
+        totals = torch.tensor([self.values[k] for k in keys], dtype=torch.float64, device=ctx.device)
+        if ctx.world > 1:
+            dist.all_reduce(totals)
+        t = dict(zip(keys, totals.tolist()))
+        count = max(t.pop("count"), 1.0)
+        correct = t.pop("correct")
+        out = {f"{prefix}_{k}": v / count for k, v in t.items()}
+        if self.has_accuracy:
+            out[f"{prefix}_accuracy"] = correct / count
+        out[f"{prefix}_images"] = int(count)
+        return out
+
+
+def train_epoch(net: nn.Module, loader: DataLoader, steps: Steps, recipe: Any, optimizer: Any, scaler: Any,
+                ctx: Context, channels_last: bool, epoch: int, progress: bool) -> dict[str, float]:
+    """One pass over this rank's shard; returns the metrics summed over every rank."""
+    net.train()
+    sums, recorder = Sums(), _Recorder(net)
+    bar = tqdm(loader, desc=f"epoch {epoch}", unit="batch", disable=not (ctx.main and progress),
+               mininterval=2.0, ascii=True, leave=False)
+    for step, (x, y) in enumerate(bar, start=1):
+        x, y = to_device(x, y, ctx, channels_last)
+        with torch.autocast(ctx.device.type, dtype=ctx.amp_dtype, enabled=ctx.amp_dtype is not None):
+            loss, logs = _loss_and_logs(steps.loss_step(recorder, (x, y), recipe))
+        value = float(loss.detach())
+        if not math.isfinite(value):
+            raise FloatingPointError(f"loss became {value} at epoch {epoch}, step {step} on rank {ctx.rank}: "
+                                     "training stopped (lower the learning rate or check the inputs)")
+        optimizer.zero_grad(set_to_none=True)
+        if scaler is not None:
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            loss.backward()
+            optimizer.step()
+        sums.add(value, logs, recorder.output, y)
+        bar.set_postfix(loss=f"{sums.values['loss'] / sums.values['count']:.4f}", refresh=False)
+    bar.close()
+    return sums.reduce(ctx, "train")
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, loader: DataLoader, steps: Steps, recipe: Any, ctx: Context,
+             channels_last: bool) -> dict[str, float]:
+    """The recipe's loss and the accuracy on this rank's validation shard, summed over ranks."""
+    model.eval()
+    sums, recorder = Sums(), _Recorder(model)
+    for x, y in loader:
+        x, y = to_device(x, y, ctx, channels_last)
+        with torch.autocast(ctx.device.type, dtype=ctx.amp_dtype, enabled=ctx.amp_dtype is not None):
+            loss, logs = _loss_and_logs(steps.loss_step(recorder, (x, y), recipe))
+        sums.add(float(loss), logs, recorder.output, y)
+    return sums.reduce(ctx, "val")
+
+
+def sync_and_compare(model: nn.Module, ctx: Context) -> float:
+    """Copy rank 0's buffers (BatchNorm statistics) to every rank and return the largest
+    difference between any rank's parameters and rank 0's (0.0 when DDP kept them in step)."""
+    if ctx.world == 1:
+        return 0.0
+    for buf in model.buffers():
+        dist.broadcast(buf, 0)
+    flat = torch.cat([p.detach().float().flatten() for p in model.parameters()])
+    ref = flat.clone()
+    dist.broadcast(ref, 0)
+    diff = (flat - ref).abs().max()
+    dist.all_reduce(diff, op=dist.ReduceOp.MAX)
+    return float(diff)
+
+
+def gather_rng(ctx: Context) -> list[dict]:
+    """Every rank's generator states (rank 0 writes them all into the checkpoint)."""
+    state = ckpt.rng_state()
+    if ctx.world == 1:
+        return [state]
+    states: list[Any] = [None] * ctx.world
+    dist.all_gather_object(states, state)
+    return states
+
+
+
+class RecipeImages(Dataset):
+    """(image tensor, target) pairs in the recipe's input convention (size, channels, normalize);
+    the target is the label, or (valence, arousal) for ``target="va"``.
+
+    Images come through :class:`fer_utils.data.formats.FormatDataset` (lazy loading, face-box
+    crops) and are resized with ``adapt_image``. ``transform`` (the recipe module's
+    ``train_transform(recipe)``, when it has one) maps the uint8 (C, H, W) tensor to the model
+    tensor, augmentation included; without it ``to_model_tensor(recipe.normalize)`` does.
+    """
+
+    def __init__(self, samples: Any, indices: Sequence[int], recipe: Any, target: str = "label",
+                 transform: Any = None) -> None:
+        from fer_utils.data.formats import FormatDataset
+
+        self.base, self.indices, self.recipe = FormatDataset(samples), list(indices), recipe
+        self.target, self.transform = target, transform
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, j: int) -> tuple[torch.Tensor, torch.Tensor]:
+        from fer_utils.data.convention import to_model_tensor
+        from fer_utils.data.datasets import adapt_image
+
+        item = self.base[self.indices[j]]
+        image = adapt_image(item["image"], self.recipe.input_size, grayscale=self.recipe.channels == 1)
+        if self.transform is not None:
+            x = self.transform(torch.from_numpy(image.reshape(*image.shape[:2], -1)).permute(2, 0, 1))
+        else:
+            x = to_model_tensor(image[None], self.recipe.normalize)[0]
+        if self.target == "va":
+            return x, torch.tensor([item["valence"], item["arousal"]], dtype=torch.float32)
+        return x, torch.tensor(int(item["label"]))
+
+
+def make_loaders(samples: Any, train_idx: list, val_idx: list, steps: Steps, recipe: Any,
+                 ctx: Context) -> tuple[DataLoader, DataLoader | None, DistributedSampler]:
+    """Train loader with a DistributedSampler (also for one process: the same data order), and a
+    validation loader over this rank's disjoint shard (every image counted once)."""
+    if recipe.batch_size % ctx.world:
+        raise FerTrainError(f"batch_size {recipe.batch_size} (the global batch) is not divisible by "
+                            f"the {ctx.world} processes")
+    per_rank = recipe.batch_size // ctx.world
+    transform = steps.train_transform(recipe) if steps.train_transform is not None else None
+    if transform is None and ctx.main:
+        print(f"note: recipe module {steps.name} defines no train_transform(recipe): training without "
+              "augmentation")
+    train = RecipeImages(samples, train_idx, recipe, steps.target, transform)
+    sampler = DistributedSampler(train, num_replicas=ctx.world, rank=ctx.rank, shuffle=True, seed=0)
+    cuda = ctx.device.type == "cuda"
+    opts = dict(num_workers=ctx.workers, pin_memory=cuda, persistent_workers=False)
+    train_loader = DataLoader(train, batch_size=per_rank, sampler=sampler, **opts)
+    val_loader = None
+    if val_idx:
+        val = RecipeImages(samples, val_idx[ctx.rank::ctx.world], recipe, steps.target)
+        val_loader = DataLoader(val, batch_size=per_rank, shuffle=False, **opts)
+    return train_loader, val_loader, sampler
