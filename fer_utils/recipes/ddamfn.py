@@ -14,6 +14,7 @@ from dataclasses import dataclass, replace
 import torch
 from torch import nn
 
+from fer_utils.data.transforms import rafdb_train_transform
 from fer_utils.losses import ATTENTION_WEIGHT, ddamfn_loss
 from fer_utils.models.ddamfn import COURSE as COURSE_NET
 from fer_utils.models.ddamfn import DDAMFN, FAITHFUL
@@ -60,3 +61,8 @@ def loss_step(model: nn.Module, batch, recipe: DDAMFNRecipe):
     images, labels = batch
     loss = ddamfn_loss(model(images), labels, recipe.attention_weight)
     return loss, {"loss": float(loss.detach())}
+
+
+def train_transform(recipe: DDAMFNRecipe):
+    """The authors' RAF-DB augmentation at the recipe's input size (what ``fer-train ddamfn`` applies)."""
+    return rafdb_train_transform(recipe.input_size)
