@@ -58,6 +58,11 @@ def zoo_dir() -> Path:
     return Path(os.environ.get("FER_ZOO_DIR") or ROOT / "data" / "cache" / "models")
 
 
+def _shown(path: Path) -> str:
+    """A path as printed in messages: relative to the repository when inside it (no absolute paths in outputs)."""
+    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
+
+
 def _canonical(config: dict) -> str:
     try:
         return json.dumps(config, sort_keys=True, separators=(",", ":"))
@@ -161,7 +166,7 @@ def load(name: str, config: dict, with_metrics: bool = False):
     if not path.exists():
         others = entries(name)
         if not others:
-            raise MissingModelError(f"no model {name!r} in {zoo_dir()}: run the notebook that trains it "
+            raise MissingModelError(f"no model {name!r} in {_shown(zoo_dir())}: run the notebook that trains it "
                                     "(its last cell saves it)")
         saved = read_entry(others[-1])["config"]
         raise ConfigMismatchError(f"model {name!r} was saved with another config ({_differences(config, saved)}); "
