@@ -58,6 +58,17 @@ def evaluate(model: nn.Module, loader: Iterable, loss_fn: Callable | None = None
     return result
 
 
+def backward_step(loss: torch.Tensor, optimizer: torch.optim.Optimizer, scaler=None) -> None:
+    """``loss.backward()`` then ``optimizer.step()``; through the AMP ``GradScaler`` when one is given."""
+    if scaler is not None:
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+    else:
+        loss.backward()
+        optimizer.step()
+
+
 def fit(model: nn.Module, train_loader: Iterable, epochs: int, optimizer: torch.optim.Optimizer,
         loss_fn: Callable = nn.CrossEntropyLoss(), val_loader: Iterable | None = None,
         device: str | torch.device = "cpu", scheduler=None, progress: bool = True) -> dict[str, list]:
@@ -91,13 +102,7 @@ def fit(model: nn.Module, train_loader: Iterable, epochs: int, optimizer: torch.
                     f"loss became {loss_value} at epoch {epoch}, step {step}: training stopped. "
                     "Try a lower learning rate or check the inputs for NaN."
                 )
-            if scaler is not None:
-                scaler.scale(loss).backward()
-                scaler.step(optimizer)
-                scaler.update()
-            else:
-                loss.backward()
-                optimizer.step()
+            backward_step(loss, optimizer, scaler)
             total += loss_value * len(target)
             count += len(target)
             logits = _first(out)

@@ -27,6 +27,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from tqdm import tqdm
 
 from fer_utils.tools import checkpoint as ckpt
+from fer_utils.train import backward_step
 
 
 class FerTrainError(ValueError):
@@ -196,13 +197,7 @@ def train_epoch(net: nn.Module, loader: DataLoader, steps: Steps, recipe: Any, o
             raise FloatingPointError(f"loss became {value} at epoch {epoch}, step {step} on rank {ctx.rank}: "
                                      "training stopped (lower the learning rate or check the inputs)")
         optimizer.zero_grad(set_to_none=True)
-        if scaler is not None:
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
-        else:
-            loss.backward()
-            optimizer.step()
+        backward_step(loss, optimizer, scaler)
         sums.add(value, logs, recorder.output, y)
         bar.set_postfix(loss=f"{sums.values['loss'] / sums.values['count']:.4f}", refresh=False)
     bar.close()
