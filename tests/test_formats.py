@@ -59,6 +59,14 @@ def assert_error(excinfo, filename: str, where: str) -> None:
     assert "expected" in msg, msg
 
 
+def raises_format_error(call, filename: str, where: str):
+    """``call()`` raises a FormatError naming ``filename`` and ``where`` and what was expected."""
+    with pytest.raises(F.FormatError) as ei:
+        call()
+    assert_error(ei, filename, where)
+    return ei
+
+
 # ---------------------------------------------------------------------------
 # label maps
 # ---------------------------------------------------------------------------
@@ -159,30 +167,22 @@ GOOD = " ".join(["7"] * 2304)
 def test_fer2013_bad_rows_name_file_and_line(tmp_path, bad_row, expected_in_msg):
     rows = [(0, GOOD, "Training")] * 3 + [bad_row] + [(0, GOOD, "Training")]
     path = _fer_file(tmp_path, rows)
-    with pytest.raises(F.FormatError) as ei:
-        F.read_fer2013(path)
-    assert_error(ei, "fer2013.csv", "line 5")
+    ei = raises_format_error(lambda: F.read_fer2013(path), "fer2013.csv", "line 5")
     assert expected_in_msg in str(ei.value)
 
 
 def test_fer2013_bad_row_deep_in_a_big_file(tmp_path):
     rows = [(3, GOOD, "Training")] * 700
     rows[613] = (3, GOOD + " 8", "Training")
-    with pytest.raises(F.FormatError) as ei:
-        F.read_fer2013(_fer_file(tmp_path, rows))
-    assert_error(ei, "fer2013.csv", "line 615 (data row 613)")
+    ei = raises_format_error(lambda: F.read_fer2013(_fer_file(tmp_path, rows)), "fer2013.csv", "line 615 (data row 613)")
 
 
 def test_fer2013_empty_file_and_wrong_field_count(tmp_path):
     empty = tmp_path / "fer2013.csv"
     empty.write_text("")
-    with pytest.raises(F.FormatError) as ei:
-        F.read_fer2013(empty)
-    assert_error(ei, "fer2013.csv", "line 1")
+    ei = raises_format_error(lambda: F.read_fer2013(empty), "fer2013.csv", "line 1")
     path = _fer_file(tmp_path, [(0, GOOD, "Training"), (0, GOOD, "Training,extra")])
-    with pytest.raises(F.FormatError) as ei:
-        F.read_fer2013(path)
-    assert_error(ei, "fer2013.csv", "line 3")
+    ei = raises_format_error(lambda: F.read_fer2013(path), "fer2013.csv", "line 3")
 
 
 # ---------------------------------------------------------------------------
@@ -254,14 +254,10 @@ def test_ferplus_row_count_mismatch_and_bad_votes(tmp_path):
     new = tmp_path / "fer2013new.csv"
     lines = new.read_text().splitlines()
     new.write_text("\n".join(lines[:-1]) + "\n")
-    with pytest.raises(F.FormatError) as ei:
-        F.read_ferplus(new)
-    assert_error(ei, "fer2013new.csv", "6 data rows")
+    ei = raises_format_error(lambda: F.read_ferplus(new), "fer2013new.csv", "6 data rows")
     lines[3] = lines[3].replace(",7,0,0", ",x,0,0")
     new.write_text("\n".join(lines) + "\n")
-    with pytest.raises(F.FormatError) as ei:
-        F.read_ferplus(new)
-    assert_error(ei, "fer2013new.csv", "line 4")
+    ei = raises_format_error(lambda: F.read_ferplus(new), "fer2013new.csv", "line 4")
 
 
 # ---------------------------------------------------------------------------
@@ -291,18 +287,12 @@ def test_rafdb_bad_inputs(tmp_path):
     F.write_rafdb(make_samples([0, 6], size=100, gray=False), tmp_path)
     label_file = tmp_path / "EmoLabel/list_patition_label.txt"
     label_file.write_text("train_00001.jpg 7\ntrain_00002.jpg 8\n")
-    with pytest.raises(F.FormatError) as ei:
-        F.read_rafdb(tmp_path)
-    assert_error(ei, "list_patition_label.txt", "line 2")
+    ei = raises_format_error(lambda: F.read_rafdb(tmp_path), "list_patition_label.txt", "line 2")
     label_file.write_text("train_00001.jpg 7\ntrain_00002.jpg 1\ntrain_00009.jpg 1\n")
-    with pytest.raises(F.FormatError) as ei:
-        F.read_rafdb(tmp_path)
-    assert_error(ei, "list_patition_label.txt", "line 3")
+    ei = raises_format_error(lambda: F.read_rafdb(tmp_path), "list_patition_label.txt", "line 3")
     assert "train_00009_aligned.jpg" in str(ei.value)
     label_file.write_text("")
-    with pytest.raises(F.FormatError) as ei:
-        F.read_rafdb(tmp_path)
-    assert_error(ei, "list_patition_label.txt", "line 1")
+    ei = raises_format_error(lambda: F.read_rafdb(tmp_path), "list_patition_label.txt", "line 1")
 
 
 # ---------------------------------------------------------------------------
@@ -357,19 +347,13 @@ def test_affectnet_bad_inputs(tmp_path):
     bad = lines[2].split(",")
     bad[6] = "11"
     train.write_text("\n".join(lines[:2] + [",".join(bad)]) + "\n")
-    with pytest.raises(F.FormatError) as ei:
-        F.read_affectnet(tmp_path)
-    assert_error(ei, "training.csv", "line 3")
+    ei = raises_format_error(lambda: F.read_affectnet(tmp_path), "training.csv", "line 3")
     bad = lines[2].split(",")
     bad[5] = ";".join(bad[5].split(";")[:-2])
     train.write_text("\n".join(lines[:2] + [",".join(bad)]) + "\n")
-    with pytest.raises(F.FormatError) as ei:
-        F.read_affectnet(tmp_path)
-    assert_error(ei, "training.csv", "line 3")
+    ei = raises_format_error(lambda: F.read_affectnet(tmp_path), "training.csv", "line 3")
     assert "136" in str(ei.value)
     (tmp_path / "Manually_Annotated_Images" / lines[1].split(",")[0]).unlink()
     train.write_text("\n".join(lines) + "\n")
-    with pytest.raises(F.FormatError) as ei:
-        F.read_affectnet(tmp_path)
-    assert_error(ei, "training.csv", "line 2")
+    ei = raises_format_error(lambda: F.read_affectnet(tmp_path), "training.csv", "line 2")
 

@@ -11,7 +11,7 @@ import re
 import numpy as np
 import pytest
 import torch
-from test_formats import assert_error, make_samples, tree
+from test_formats import assert_error, make_samples, raises_format_error, tree
 from torch.utils.data import DataLoader
 
 from fer_utils.data import formats as F
@@ -77,15 +77,11 @@ def test_ckplus_bad_inputs(tmp_path):
     F.write_ckplus(ck_samples(), tmp_path)
     emo = tmp_path / "Emotion/S010/001/S010_001_00000003_emotion.txt"
     emo.write_text("   9.0000000e+00\n")
-    with pytest.raises(F.FormatError) as ei:
-        F.read_ckplus(tmp_path)
-    assert_error(ei, "S010_001_00000003_emotion.txt", "line 1")
+    ei = raises_format_error(lambda: F.read_ckplus(tmp_path), "S010_001_00000003_emotion.txt", "line 1")
     emo.write_text("   7.0000000e+00\n")
     lm = tmp_path / "Landmarks/S010/001/S010_001_00000002_landmarks.txt"
     lm.write_text("\n".join(lm.read_text().splitlines()[:60]) + "\n")
-    with pytest.raises(F.FormatError) as ei:
-        F.read_ckplus(tmp_path)
-    assert_error(ei, "S010_001_00000002_landmarks.txt", "line 61")
+    ei = raises_format_error(lambda: F.read_ckplus(tmp_path), "S010_001_00000002_landmarks.txt", "line 61")
 
 
 # ---------------------------------------------------------------------------
@@ -116,9 +112,7 @@ def test_jaffe_roundtrip_layout(tmp_path):
         ("AC", 4, 12), ("KA", 1, 0), ("KA", 1, 0), ("KA", 0, 0)]
     assert np.array_equal(F.read_image_file(data[3]["image"]), samples[1]["image"])  # TIFF, grayscale
     (tmp_path / "KA.XX1.9.tiff").write_bytes((tmp_path / "KA.AN1.1.tiff").read_bytes())
-    with pytest.raises(F.FormatError) as ei:
-        F.read_jaffe(tmp_path)
-    assert_error(ei, "KA.XX1.9.tiff", "file name")
+    ei = raises_format_error(lambda: F.read_jaffe(tmp_path), "KA.XX1.9.tiff", "file name")
 
 
 def test_ferg_roundtrip_layout(tmp_path):
@@ -201,18 +195,12 @@ def test_affwild2_other_class_and_bad_inputs(tmp_path):
     assert only_expr.skipped == {"annotation line without a face image": 1,
                                  "frame with only -5/-1/Other markers": 3}
     expr.write_text("\n".join(lines[:5]) + "\n")  # 4 frame lines but frame 6 exists
-    with pytest.raises(F.FormatError) as ei:
-        F.read_affwild2(tmp_path)
-    assert_error(ei, "vid1.txt", "line 6")
+    ei = raises_format_error(lambda: F.read_affwild2(tmp_path), "vid1.txt", "line 6")
     assert "00006.jpg" in str(ei.value)
     expr.write_text("\n".join(lines[:3] + ["2,3"] + lines[4:]) + "\n")
-    with pytest.raises(F.FormatError) as ei:
-        F.read_affwild2(tmp_path)
-    assert_error(ei, "EXPR_Classification_Challenge/Train_Set/vid1.txt", "line 4")
+    ei = raises_format_error(lambda: F.read_affwild2(tmp_path), "EXPR_Classification_Challenge/Train_Set/vid1.txt", "line 4")
     expr.write_text("")
-    with pytest.raises(F.FormatError) as ei:
-        F.read_affwild2(tmp_path)
-    assert_error(ei, "vid1.txt", "line 1")
+    ei = raises_format_error(lambda: F.read_affwild2(tmp_path), "vid1.txt", "line 1")
 
 
 # ---------------------------------------------------------------------------
