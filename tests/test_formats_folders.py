@@ -11,7 +11,7 @@ import re
 import numpy as np
 import pytest
 import torch
-from test_formats import assert_error, make_samples, raises_format_error, tree
+from test_formats import make_samples, raises_format_error, tree
 from torch.utils.data import DataLoader
 
 from fer_utils.data import formats as F
