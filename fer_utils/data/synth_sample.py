@@ -72,6 +72,13 @@ DIFFICULTY: dict[str, Difficulty] = {
         roll_deg=1.5, yaw=0.03, scale=(0.97, 1.03), shift=1.5, p_occluder=(0.0, 0.0, 0.0), clutter=0,
         light=0.0, blur=0.0, noise=0.0,
     ),
+    # Halfway between lab and wild on every knob (occluder chances and clutter halved): the level where the
+    # course's simplest baseline is neither at ceiling (as on lab) nor near chance (as some models are on wild).
+    "medium": Difficulty(
+        intensity_min=0.30, jitter=0.20, asymmetry=0.085, p_spurious=0.09, spurious_max=0.35, va_noise=0.10,
+        roll_deg=5.25, yaw=0.24, scale=(0.885, 1.075), shift=4.25, p_occluder=(0.06, 0.05, 0.03), clutter=3,
+        light=0.5, blur=0.7, noise=5.0,
+    ),
     "wild": Difficulty(
         intensity_min=0.25, jitter=0.25, asymmetry=0.12, p_spurious=0.12, spurious_max=0.4, va_noise=0.12,
         roll_deg=9.0, yaw=0.45, scale=(0.8, 1.12), shift=7.0, p_occluder=(0.12, 0.10, 0.06), clutter=6,

@@ -105,7 +105,7 @@ from fer_utils.data.synth_sample import (CIRCUMPLEX, DIFFICULTY, PROTOTYPES, Ide
 from fer_utils.data.synth_template import AU_INDEX, CANVAS, TEMPLATE  # noqa: F401
 from fer_utils.labels import AUS, REGIONS
 
-DIFFICULTIES: tuple[str, ...] = ("lab", "wild")
+DIFFICULTIES: tuple[str, ...] = ("lab", "medium", "wild")
 MIN_SIZE = 16
 PRESENCE_THRESHOLD = 0.15  #: an AU counts as present from this intensity on (FACS "A")
 
