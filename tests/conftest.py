@@ -4,12 +4,17 @@
   runs with outbound network blocked (``tests/netblock/sitecustomize.py``).
 - Notebooks run with the ``smoke`` profile; under nbval they write their recorded
   metrics and figures under ``outputs/test-run/`` (``FER_RESULTS_DIR`` /
-  ``FER_FIGURES_DIR``) for a person to inspect after a failure.
-- Under pytest-xdist (``--dist loadfile``) all nbval cells of one notebook run
-  in order on one worker, in one kernel.
+  ``FER_FIGURES_DIR``), and one more item after each notebook's last cell,
+  ``notebooks/NN_x.ipynb::recorded metrics (smoke)``, checks them against the
+  notebook's ``metadata.fer`` contract: each notebook is executed once for both.
+  Tests under ``tests/`` that run notebooks themselves write elsewhere
+  (``outputs/test-run/other/``), so they never overwrite what nbval recorded.
+- Under pytest-xdist (``--dist loadfile``) all nbval cells of one notebook (and
+  its recorded-metrics item) run in order on one worker, in one kernel.
 """
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import sys
@@ -40,3 +45,44 @@ def pytest_configure(config: pytest.Config) -> None:
         shutil.rmtree(RUN_DIR, ignore_errors=True)
         (RUN_DIR / "results").mkdir(parents=True)
         (RUN_DIR / "figures").mkdir(parents=True)
+        (RUN_DIR / "other" / "results").mkdir(parents=True)
+        (RUN_DIR / "other" / "figures").mkdir(parents=True)
+
+
+@pytest.fixture(autouse=True)
+def _other_results_dir(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Notebooks started by tests under tests/ record into outputs/test-run/other/, not nbval's folder."""
+    monkeypatch.setenv("FER_RESULTS_DIR", str(RUN_DIR / "other" / "results"))
+    monkeypatch.setenv("FER_FIGURES_DIR", str(RUN_DIR / "other" / "figures"))
+
+
+class RecordedMetrics(pytest.Item):
+    """After nbval ran a notebook's cells: its recorded smoke metrics and promised figures."""
+
+    def runtest(self) -> None:
+        from nbtools import check_metrics, declared, read
+
+        stem = self.path.stem
+        results_file = RUN_DIR / "results" / f"{stem}.json"
+        assert results_file.exists(), f"{stem}: nbval's run recorded nothing ({results_file.name} missing)"
+        results = json.loads(results_file.read_text())
+        contract = declared(read(self.path))
+        assert results.get("profile") == "smoke", f"{stem}: recorded profile {results.get('profile')!r}"
+        check_metrics(results, contract.get("checks", {}), f"{stem} (smoke)")
+        for name in contract.get("figures", []):
+            figure = RUN_DIR / "figures" / stem / f"{name}.png"
+            assert figure.exists() and figure.stat().st_size > 1000, f"{stem} promised figure {name!r}"
+
+    def reportinfo(self):
+        return self.path, None, f"{self.path.name}: recorded metrics (smoke)"
+
+
+def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list) -> None:
+    """Append a RecordedMetrics item after the last nbval cell of each notebook."""
+    last: dict = {}
+    for index, item in enumerate(items):
+        if item.path.suffix == ".ipynb" and item.parent is not None and item.parent.path == item.path:
+            last[item.path] = index
+    for path, index in sorted(last.items(), key=lambda kv: -kv[1]):
+        parent = items[index].parent
+        items.insert(index + 1, RecordedMetrics.from_parent(parent, name="recorded metrics (smoke)"))
