@@ -28,10 +28,12 @@ lab: $(STAMP)
 	$(VENV)/bin/jupyter lab --ServerApp.root_dir="$(LAB_DIR)" $(LAB_ARGS)
 
 ## regen: maintainers: re-execute notebooks (all, or NB=00 ...) in place (course profile),
-## rewrite results/*.json, then refresh the nbgrader metadata
+## rewrite results/*.json (with each notebook's wall and CPU time), then refresh the nbgrader metadata
+## and the README's timing table
 regen: $(STAMP)
 	$(COURSE) regen $(NB)
 	$(PY) -m fer_utils.tools.grading annotate notebooks
+	$(PY) -m fer_utils.tools.timings --write
 
 ## annotate: write nbgrader cell metadata derived from the exercise / exercise-check tags
 annotate: $(STAMP)

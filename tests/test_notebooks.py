@@ -71,3 +71,22 @@ def test_parameters_are_injected(path: Path, tmp_path: Path):
                       env={"FER_RESULTS_DIR": "", "FER_FIGURES_DIR": ""})
     recorded = json.loads(results.read_text())
     assert recorded["profile"] == "smoke" and recorded["seed"] == 7
+
+
+def test_readme_timing_table_is_generated_from_results():
+    """The README's course timings are results/*.json's, as ``python -m fer_utils.tools.timings`` writes them."""
+    from fer_utils.tools import timings
+
+    assert timings.main(["--check"]) == 0, "README.md's timing table is stale: python -m fer_utils.tools.timings --write"
+
+
+def test_measured_counts_the_child_process_cpu_time():
+    import subprocess
+    import sys
+
+    from fer_utils.tools.timings import measured
+
+    times = measured(lambda: subprocess.run([sys.executable, "-c", "sum(i * i for i in range(3_000_000))"],
+                                            check=True))
+    assert times["time.cpu_seconds"] > 0.05 and times["time.wall_seconds"] >= times["time.cpu_seconds"] * 0.2
+    assert times["time.cpu_count"] >= 1 and times["time.load_before"] >= 0
