@@ -261,7 +261,9 @@ def with_compiled(args, base, recipe, batches, arms: dict, first: dict, exact: d
     for arm in fresh.values():
         train_step(arm, *batches[0], recipe)
     partial.update(speed_section(fresh, batches[1:1 + min(args.steps, 7)], recipe, first))
-    partial["note"] = "eager and channels_last timed before the compile (fewer rounds); the compile timed out"
+    partial["timed_steps"] = min(args.steps, 7)
+    partial["note"] = (f"eager and channels_last timed on fresh copies before the compile, {partial['timed_steps']} "
+                       "rounds; the compile did not finish within the budget")
     del fresh
 
     def on_timeout():  # the compile cannot be interrupted from Python: write what is known, then stop
