@@ -210,6 +210,13 @@ def parse(argv) -> argparse.Namespace:
     return args
 
 
+def inductor_cache_mb() -> float:
+    """Size of inductor's on-disk cache (kernels compiled by earlier runs are reused: a faster compile)."""
+    from torch._inductor.runtime.cache_dir_utils import cache_dir
+    files = [f for f in Path(cache_dir()).rglob("*") if f.is_file()] if Path(cache_dir()).exists() else []
+    return round(sum(f.stat().st_size for f in files) / 2**20, 1)
+
+
 def header(args, base, recipe) -> dict:
     size = recipe.input_size
     return {
@@ -228,7 +235,7 @@ def header(args, base, recipe) -> dict:
                                  "(g64: eager float64 gradients from the same weights and batch)"},
         "machine": {"platform": platform.platform(), "cpu_count": os.cpu_count(), "python": platform.python_version(),
                     "shared": "2 cores shared with other processes; see the load averages"},
-        "load_average_before": load(),
+        "load_average_before": load(), "inductor_cache_mb_before": inductor_cache_mb(),
     }
 
 
