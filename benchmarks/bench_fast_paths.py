@@ -176,7 +176,10 @@ def write(result: dict, out: Path | None) -> None:
 
 
 def speed_section(arms: dict[str, Arm], batches: list, recipe, first: dict[str, dict]) -> dict:
-    """Interleaved timed rounds; per-arm timing, speed-up over eager and the loss drift along the trajectory."""
+    """Interleaved timed rounds; per-arm timing, speed-up over eager and the loss drift along the trajectory.
+
+    ``trajectory_losses``: the first step's loss, then the timed steps' (the warm-up step in between is
+    run but not listed)."""
     runs = timed_rounds(arms, batches, recipe)
     out = {"arms": {name: timing_summary(steps) for name, steps in runs.items()}, "trajectory_losses": {}}
     for name in runs:
