@@ -100,7 +100,7 @@ SETTINGS: dict[str, dict[str, dict[str, Any]]] = {
                      optimizer=R.optimizer, lr=R.lr, per_class=30),
     },
     "06_mgln": {
-        "smoke": dict(difficulty="lab", n_identities=14, per_class=2, render_size=96, folds=R.folds, seeds=(0,),
+        "smoke": dict(difficulty="lab", n_identities=14, per_class=1, render_size=96, folds=R.folds, seeds=(0,),
                       ablation_seeds=(0,)),
         "course": dict(difficulty="medium", n_identities=24, per_class=2, render_size=96, folds=R.folds, seeds=(0, 1),
                        ablation_seeds=(0,)),
