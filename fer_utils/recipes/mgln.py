@@ -34,7 +34,7 @@ from fer_utils.recipes import Recipe
 class MGLNRecipe(Recipe):
     """MGLN's hyper-parameters; the defaults are the authors'."""
 
-    name: str = "mgln-faithful"
+    name: str = "full"
     paper: str = "Yu et al., Pattern Recognition Letters 131 (2020)"
     epochs: int = 150
     batch_size: int = 64
