@@ -7,14 +7,15 @@ ImageNet-normalised inputs; 10 identity-disjoint folds.
 ``FULL`` is that recipe on the faithful network (SSM from ImageNet VGG16, ``load_vgg16_features``).
 ``COURSE`` ("mgln-course-w8-48") is a named, scaled-down network that trains on one CPU thread: every
 SSM width divided by 8, a 48x48 face (map 6x6), crops eyes 16x48, nose 32x16, mouth 16x32, one LSTM
-layer of 36 units (a 6x6 part map), and four deviations, each because the network did not learn
-without it in CPU trials (identity-disjoint folds, SynthFaces clips): GroupNorm(4) after each SSM
+layer of 36 units (a 6x6 part map), and four deviations for training from scratch on a CPU
+(identity-disjoint folds, SynthFaces clips): GroupNorm(4) after each SSM
 conv (BatchNorm would mix the statistics of faces and part crops in the shared SSM), no ReLU on the
 score layers (conv6, conv9, the parts' conv3: with the authors' ReLU a score map can die), He init
 of the part ends, and the SSM pre-trained on still SynthFaces of other identities
-(:func:`pretrain_ssm`, standing in for ImageNet weights). Without the pre-training the course network
-stayed at chance in our trials. Adam lr 1e-3, batch 16, 6 epochs, lr x 0.1 at epoch 5. ``SMOKE``: the
-same network, 3 epochs, 2 folds, a shorter pre-training.
+(:func:`pretrain_ssm`, standing in for ImageNet weights). With the first three changes but without the
+pre-training the course network stays at chance (notebook 06, row "no pre-training"). Adam lr 1e-3,
+batch 16, 6 epochs, lr x 0.1 at epoch 5. ``SMOKE``: the same network, 3 epochs, 2 folds, a shorter
+pre-training.
 """
 from __future__ import annotations
 
