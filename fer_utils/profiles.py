@@ -51,7 +51,8 @@ R = _Recipe()
 
 #: The recipe module (``fer_utils.recipes.<name>``) of each paper notebook.
 RECIPES: dict[str, str] = {"02_cnn_baselines": "baselines", "03_deep_emotion": "deep_emotion",
-                           "04_two_level_attention": "two_level", "05_ddamfn": "ddamfn"}
+                           "04_two_level_attention": "two_level", "05_ddamfn": "ddamfn",
+                           "06_mgln": "mgln"}
 
 #: notebook -> profile -> its settings (sizes of the data, folds, faces shown ...). Every key is read
 #: by its notebook as ``P["key"]``, except the ones in :data:`SHOWN_ONLY`.
@@ -97,6 +98,14 @@ SETTINGS: dict[str, dict[str, dict[str, Any]]] = {
                        optimizer=R.optimizer, lr=R.lr, per_class=12),
         "full": dict(n=30000, n_identities=1500, folds=10, epochs=R.epochs, batch=R.batch_size, config=R.config,
                      optimizer=R.optimizer, lr=R.lr, per_class=30),
+    },
+    "06_mgln": {
+        "smoke": dict(difficulty="lab", n_identities=14, per_class=1, render_size=96, folds=R.folds, seeds=(0,),
+                      ablation_seeds=(0,)),
+        "course": dict(difficulty="medium", n_identities=24, per_class=2, render_size=96, folds=R.folds, seeds=(0, 1),
+                       ablation_seeds=(0,)),
+        "full": dict(difficulty="medium", n_identities=100, per_class=3, render_size=128, folds=R.folds,
+                     seeds=(0, 1, 2), ablation_seeds=(0, 1, 2)),
     },
     "07_abaw": {
         "smoke": dict(n_train=48, n_val=24, length=16, n_pretrain=2000, pretrain_epochs=3, epochs=3, seeds=[0]),

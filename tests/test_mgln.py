@@ -269,3 +269,39 @@ def test_part_crops_rectangular_sizes():
     crops = faces.part_crops(item["image"], item["landmarks"], {"eyes": (48, 128), "nose": (64, 32), "mouth": (32, 64)})
     assert crops["eyes"].shape[:2] == (48, 128) and crops["nose"].shape[:2] == (64, 32)
     assert faces.part_crops(item["image"], item["landmarks"], 32)["mouth"].shape[:2] == (32, 32)
+
+
+def test_identity_folds_are_disjoint_and_cover_every_sequence():
+    identities = np.repeat(np.arange(7), 3)
+    folds = S.identity_folds(identities, 3)
+    assert len(folds) == 3
+    tests = np.concatenate([te for _, te in folds])
+    assert sorted(tests.tolist()) == list(range(len(identities)))
+    for tr, te in folds:
+        assert not set(identities[tr]) & set(identities[te])
+    with pytest.raises(ValueError, match="identities"):
+        S.identity_folds(np.array([0, 0, 1]), 3)
+
+
+def test_still_faces_for_pretraining():
+    faces, labels = S.still_faces(5, seed=1000, face_size=32, render_size=64)
+    assert faces.shape == (5, 32, 32, 3) and faces.dtype == np.uint8
+    assert labels.shape == (5,) and set(labels.tolist()) <= set(range(7))
+
+
+def test_pretrain_touches_only_the_ssm_and_fit_records_every_epoch():
+    rec = replace(R.SMOKE, epochs=2, lr_step_epoch=1, pretrain_epochs=1, pretrain_batch=4)
+    torch.manual_seed(0)
+    model = R.build_model(rec)
+    back = {k: v.clone() for k, v in model.back_end.state_dict().items()}
+    ssm = {k: v.clone() for k, v in model.front_end.state_dict().items()}
+    faces = torch.randn(8, 3, rec.input_size, rec.input_size)
+    losses = R.pretrain_ssm(model, faces, torch.arange(8) % 7, rec, progress=False)
+    assert len(losses) == 1 and np.isfinite(losses[0])
+    assert all(torch.equal(v, model.back_end.state_dict()[k]) for k, v in back.items())
+    assert any(not torch.equal(v, model.front_end.state_dict()[k]) for k, v in ssm.items())
+    data = S.to_tensors(S.synth_sequences(2, face_size=rec.input_size, part_sizes=rec.part_size_dict), rec.normalize)
+    history = R.fit(model, S.subset(data, range(7)), S.subset(data, range(7, 14)), replace(rec, batch_size=4),
+                    progress=False)
+    assert all(len(history[k]) == 2 for k in ("loss_global", "loss_part", "global", "part", "fused"))
+    assert all(0.0 <= a <= 1.0 for a in history["fused"])

@@ -91,6 +91,41 @@ def synth_sequences(n_identities: int, seed: int = 0, difficulty: str = "lab", n
     return _stack(frames, labels, identities)
 
 
+def still_faces(n: int, seed: int, difficulty: str = "lab", face_size: int = FACE_SIZE,
+                render_size: int = 128, n_identities: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """``n`` still SynthFaces at their apex, face-cropped like the sequences: (N, s, s, 3) uint8, labels (N,).
+
+    For pre-training the shared shallow module; pass a ``seed`` other than the sequences' so that the
+    identities differ (SynthFaces identities are a function of the seed).
+    """
+    pool = SynthFaces(n, seed=seed, difficulty=difficulty, size=render_size, n_identities=n_identities,
+                      with_masks=False)
+    crops, labels = [], []
+    for i in range(n):
+        item = pool[i]
+        image = item["image"] if item["image"].ndim == 3 else np.repeat(item["image"][..., None], 3, axis=2)
+        crops.append(face_crop(image, item["landmarks"], face_size))
+        labels.append(item["label"])
+    return np.stack(crops), np.asarray(labels, np.int64)
+
+
+def identity_folds(identities: np.ndarray, folds: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """``folds`` identity-disjoint (train, test) index pairs (scikit-learn's ``GroupKFold``)."""
+    from sklearn.model_selection import GroupKFold
+
+    identities = np.asarray(identities)
+    if len(np.unique(identities)) < folds:
+        raise ValueError(f"{folds} identity-disjoint folds need at least {folds} identities, "
+                         f"got {len(np.unique(identities))}")
+    return [(tr, te) for tr, te in GroupKFold(folds).split(identities, groups=identities)]
+
+
+def subset(data: dict[str, torch.Tensor], index) -> dict[str, torch.Tensor]:
+    """The sequences at ``index`` (every field)."""
+    index = torch.as_tensor(np.asarray(index))
+    return {k: v[index] for k, v in data.items()}
+
+
 def _load(sample: dict) -> np.ndarray:
     image = sample["image"]
     if isinstance(image, str):

@@ -4,20 +4,18 @@ The authors: Adam, lr 1e-4, batch 64, 150 epochs, lr x 0.1 at epoch 80; mixup (a
 peak face only; loss = mixup-CE(global logits) + CE(part logits); prediction argmax(global + part);
 ImageNet-normalised inputs; 10 identity-disjoint folds.
 
-``FULL`` is that recipe on the faithful network. ``COURSE`` ("mgln-course-w8-48") is a named,
-scaled-down network that trains from scratch on two CPU cores: every SSM width divided by 8, a 48x48
-face (map 6x6), crops eyes 16x48, nose 32x16, mouth 16x32, one LSTM layer of 36 units (a 6x6 part
-map), and three changes meant to let it train without ImageNet weights (not yet shown to suffice:
-see the status note below): GroupNorm(4) after each SSM conv
-(BatchNorm does not work in a module shared by faces and crops of different statistics: its running
-averages mix them), no ReLU on the one-channel-group outputs (conv6, conv9, the parts' conv3), He init
-of the part ends. Adam lr 1e-3, batch 16, 18 epochs, lr x 0.1 at epoch 14. ``SMOKE``: the same
-network, 6 epochs, 2 folds.
-
-Status: COURSE and SMOKE are not tuned yet. In short CPU trials on SynthFaces ``lab`` clips (21
-identities, 2 folds, 1 thread) the network stayed at chance (loss 2 ln 7) for 10-12 epochs at batch 8
-or 16 and lr 1e-3 or 2e-3, with and without mixup, while it does fit 28 clips full-batch (global
-loss 3.0 -> 1.5 in 50 steps). The faithful ``FULL`` recipe is untested here (no GPU, no data).
+``FULL`` is that recipe on the faithful network (SSM from ImageNet VGG16, ``load_vgg16_features``).
+``COURSE`` ("mgln-course-w8-48") is a named, scaled-down network that trains on one CPU thread: every
+SSM width divided by 8, a 48x48 face (map 6x6), crops eyes 16x48, nose 32x16, mouth 16x32, one LSTM
+layer of 36 units (a 6x6 part map), and four deviations for training from scratch on a CPU
+(identity-disjoint folds, SynthFaces clips): GroupNorm(4) after each SSM
+conv (BatchNorm would mix the statistics of faces and part crops in the shared SSM), no ReLU on the
+score layers (conv6, conv9, the parts' conv3: with the authors' ReLU a score map can die), He init
+of the part ends, and the SSM pre-trained on still SynthFaces of other identities
+(:func:`pretrain_ssm`, standing in for ImageNet weights). With the first three changes but without the
+pre-training the course network stays at chance (notebook 06, row "no pre-training"). Adam lr 1e-3,
+batch 16, 6 epochs, lr x 0.1 at epoch 5. ``SMOKE``: the same network, 3 epochs, 2 folds, a shorter
+pre-training.
 """
 from __future__ import annotations
 
@@ -37,7 +35,7 @@ from fer_utils.recipes import Recipe
 class MGLNRecipe(Recipe):
     """MGLN's hyper-parameters; the defaults are the authors'."""
 
-    name: str = "mgln-faithful"
+    name: str = "full"
     paper: str = "Yu et al., Pattern Recognition Letters 131 (2020)"
     epochs: int = 150
     batch_size: int = 64
@@ -57,6 +55,13 @@ class MGLNRecipe(Recipe):
     part_kaiming_init: bool = False
     folds: int = 10
     train_slots: str = "real"   # frames the part branch sees in training ("real" or "peak")
+    # The authors start the SSM from ImageNet VGG16 (``load_vgg16_features``). The course network
+    # starts it from expression classification of ``pretrain_n`` still SynthFaces of OTHER identities
+    # (0 = no pre-training): a GAP + linear head on the SSM, Adam, ``pretrain_epochs`` epochs.
+    pretrain_n: int = 0
+    pretrain_epochs: int = 0
+    pretrain_lr: float = 2e-3
+    pretrain_batch: int = 32
 
     @property
     def part_size_dict(self) -> dict[str, tuple[int, int]]:
@@ -65,11 +70,13 @@ class MGLNRecipe(Recipe):
 
 FULL = MGLNRecipe()
 COURSE = MGLNRecipe(
-    name="mgln-course-w8-48", epochs=18, batch_size=16, lr=1e-3, lr_step_epoch=14, input_size=48,
+    name="mgln-course-w8-48", epochs=6, batch_size=16, lr=1e-3, lr_step_epoch=5, input_size=48,
     ssm=tuple(v if v == "M" else v // 8 for v in VGG16_CONV4),
     part_sizes=(("eyes", (16, 48)), ("nose", (32, 16)), ("mouth", (16, 32))), lstm_hidden=36, lstm_layers=1,
-    final_relu=False, ssm_norm="group", part_kaiming_init=True, folds=3)
-SMOKE = replace(COURSE, name="mgln-smoke-w8-48", epochs=6, lr_step_epoch=5, folds=2)
+    final_relu=False, ssm_norm="group", part_kaiming_init=True, folds=3, pretrain_n=2400, pretrain_epochs=6,
+    pretrain_batch=16)
+SMOKE = replace(COURSE, name="mgln-smoke-w8-48", epochs=3, lr_step_epoch=3, folds=2, pretrain_n=1500,
+                pretrain_epochs=3)
 
 
 def build_model(recipe: MGLNRecipe = FULL) -> MGLN:
@@ -126,3 +133,70 @@ def predict(model: MGLN, data: dict[str, Tensor], slots: str = "real", batch_siz
 def accuracies(logits: dict[str, Tensor], labels: Tensor) -> dict[str, float]:
     """Accuracy of each of ``predict``'s outputs."""
     return {k: float((v.argmax(1) == labels).float().mean()) for k, v in logits.items()}
+
+
+def pretrain_ssm(model: MGLN, faces: Tensor, labels: Tensor, recipe: MGLNRecipe, seed: int = 0,
+                 progress: bool = True) -> list[float]:
+    """Pre-train ``model.front_end`` on still faces: CE of ``Linear(GAP(SSM(face)))``; returns each epoch's mean loss.
+
+    Stands in for the authors' ImageNet VGG16 start. ``faces`` (N, 3, s, s) model tensors, ``labels`` (N,).
+    The linear head is thrown away afterwards; only the SSM's weights stay in ``model``.
+    """
+    from tqdm import tqdm
+
+    torch.manual_seed(seed)
+    head = nn.Linear(model.front_end.out_channels, recipe.num_classes)
+    params = list(model.front_end.parameters()) + list(head.parameters())
+    optimizer = torch.optim.Adam(params, lr=recipe.pretrain_lr)
+    order = torch.Generator().manual_seed(seed)
+    n, b = len(labels), recipe.pretrain_batch
+    losses: list[float] = []
+    model.front_end.train()
+    with tqdm(total=recipe.pretrain_epochs * (n // b), desc="pre-training the SSM", disable=not progress) as bar:
+        for _ in range(recipe.pretrain_epochs):
+            perm, total = torch.randperm(n, generator=order), 0.0
+            for i in range(0, n - b + 1, b):
+                idx = perm[i:i + b]
+                loss = F.cross_entropy(head(model.front_end(faces[idx]).mean((2, 3))), labels[idx])
+                optimizer.zero_grad()
+                loss.backward()
+                optimizer.step()
+                total += float(loss.detach())
+                bar.update()
+            losses.append(total / max(n // b, 1))
+    return losses
+
+
+def fit(model: MGLN, train: dict[str, Tensor], test: dict[str, Tensor], recipe: MGLNRecipe, seed: int = 0,
+        progress: bool = True, desc: str = "MGLN") -> dict[str, list]:
+    """Train with :func:`loss_step` for ``recipe.epochs``; after each epoch evaluate on ``test``.
+
+    Returns the history: ``loss_global`` / ``loss_part`` (epoch means) and, per epoch, the test accuracy
+    of ``global``, ``part`` and ``fused`` with real frames. Reading the LAST epoch is the clean protocol;
+    taking the best epoch of this list is the authors' selection on the test fold.
+    """
+    from tqdm import tqdm
+
+    torch.manual_seed(seed)
+    optimizer, scheduler = make_optimizer(model, recipe)
+    order = torch.Generator().manual_seed(seed)
+    n, b = len(train["label"]), recipe.batch_size
+    history: dict[str, list] = {"loss_global": [], "loss_part": [], "global": [], "part": [], "fused": []}
+    with tqdm(total=recipe.epochs * (n // b), desc=desc, disable=not progress, leave=False) as bar:
+        for _ in range(recipe.epochs):
+            model.train()
+            perm, sums = torch.randperm(n, generator=order), {"loss_global": 0.0, "loss_part": 0.0}
+            for i in range(0, n - b + 1, b):
+                loss, logs = loss_step(model, {k: v[perm[i:i + b]] for k, v in train.items()}, recipe)
+                optimizer.zero_grad()
+                loss.backward()
+                optimizer.step()
+                for k in sums:
+                    sums[k] += logs[k]
+                bar.update()
+            scheduler.step()
+            for k, v in sums.items():
+                history[k].append(v / max(n // b, 1))
+            for k, v in accuracies(predict(model, test), test["label"]).items():
+                history[k].append(v)
+    return history
