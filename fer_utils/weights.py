@@ -153,3 +153,26 @@ def load_msceleb_backbone(model: DDAMFN, path: str | os.PathLike, trusted: bool 
         raise KeyError(f"{path.name}: backbone lacks {len(missing)} keys, e.g. features.{missing[0]}")
     model.load_state_dict(state, strict=False)
     return sorted(state)
+
+
+VGG16_FILE = "vgg16-397923af.pth"  # torchvision's ImageNet VGG16 (IMAGENET1K_V1) checkpoint
+
+
+def load_vgg16_imagenet(path: str | os.PathLike | None = None) -> dict[str, torch.Tensor]:
+    """ImageNet VGG16 weights (torchvision's ``IMAGENET1K_V1``) from a file you already have: never a download.
+
+    Looked for at ``path``, else ``$FER_VGG16_WEIGHTS``, else torch's hub cache
+    (``<torch.hub.get_dir()>/checkpoints/vgg16-397923af.pth``, where torchvision stores it after a
+    ``vgg16(weights="IMAGENET1K_V1")`` on a machine with internet). MGLN's ``full`` profile starts its
+    shared shallow module from these weights (``models.mgln.load_vgg16_features``), as the authors do.
+    """
+    candidates = [Path(p) for p in (path, os.environ.get("FER_VGG16_WEIGHTS")) if p]
+    candidates.append(Path(torch.hub.get_dir()) / "checkpoints" / VGG16_FILE)
+    for candidate in candidates:
+        if candidate.is_file():
+            return torch.load(candidate, map_location="cpu", weights_only=True)
+    raise FileNotFoundError(
+        f"ImageNet VGG16 weights not found (looked at {', '.join(str(c) for c in candidates)}). The course "
+        f"downloads nothing: on a machine with internet run `python -c \"import torchvision; "
+        f"torchvision.models.vgg16(weights='IMAGENET1K_V1')\"`, copy {VGG16_FILE} here and point "
+        f"FER_VGG16_WEIGHTS at it.")

@@ -305,3 +305,19 @@ def test_pretrain_touches_only_the_ssm_and_fit_records_every_epoch():
                     progress=False)
     assert all(len(history[k]) == 2 for k in ("loss_global", "loss_part", "global", "part", "fused"))
     assert all(0.0 <= a <= 1.0 for a in history["fused"])
+
+
+def test_vgg16_weights_are_read_from_a_file_never_downloaded(tmp_path, monkeypatch):
+    from fer_utils.weights import load_vgg16_imagenet
+
+    monkeypatch.delenv("FER_VGG16_WEIGHTS", raising=False)
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
+    with pytest.raises(FileNotFoundError, match="FER_VGG16_WEIGHTS"):
+        load_vgg16_imagenet()
+    state = {"features.0.weight": torch.ones(64, 3, 3, 3), "features.0.bias": torch.zeros(64)}
+    torch.save(state, tmp_path / "vgg16.pth")
+    monkeypatch.setenv("FER_VGG16_WEIGHTS", str(tmp_path / "vgg16.pth"))
+    model = M.MGLN(num_classes=7)
+    copied = M.load_vgg16_features(model, load_vgg16_imagenet())
+    assert copied == ["features.0.weight", "features.0.bias"]
+    assert torch.equal(model.front_end.features[0].weight, state["features.0.weight"])
