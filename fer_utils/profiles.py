@@ -84,12 +84,12 @@ SETTINGS: dict[str, dict[str, dict[str, Any]]] = {
                      lr_epochs=5, faces_per_class=50),
     },
     "04_two_level_attention": {
-        "smoke": dict(difficulty="lab", n=600, n_identities=40, batch=R.batch_size, lr=R.lr, stage1_epochs=R.epochs,
-                      stage2_epochs=R.stage2_epochs, n_inspect=64),
-        "course": dict(difficulty="wild", n=5000, n_identities=250, batch=R.batch_size, lr=R.lr,
-                       stage1_epochs=R.epochs, stage2_epochs=R.stage2_epochs, n_inspect=256),
-        "full": dict(difficulty="wild", n=30000, n_identities=1500, batch=R.batch_size, lr=R.lr,
-                     stage1_epochs=R.epochs, stage2_epochs=R.stage2_epochs, n_inspect=512),
+        "smoke": dict(difficulty="lab", n=300, n_identities=20, batch=R.batch_size, lr=R.lr, stage1_epochs=R.epochs,
+                      stage2_epochs=R.stage2_epochs, seeds=1, n_inspect=48),
+        "course": dict(difficulty="medium", n=1000, n_identities=70, batch=R.batch_size, lr=R.lr,
+                       stage1_epochs=R.epochs, stage2_epochs=R.stage2_epochs, seeds=3, n_inspect=256),
+        "full": dict(difficulty="medium", n=30000, n_identities=1500, batch=R.batch_size, lr=R.lr,
+                     stage1_epochs=R.epochs, stage2_epochs=R.stage2_epochs, seeds=3, n_inspect=512),
     },
     "05_ddamfn": {
         "smoke": dict(n=800, n_identities=40, folds=2, epochs=R.epochs, batch=R.batch_size, config=R.config,
