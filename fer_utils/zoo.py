@@ -180,3 +180,22 @@ def load(name: str, config: dict, with_metrics: bool = False):
     model.load_state_dict(entry["state_dict"], strict=True)
     model.eval()
     return (model, entry["metrics"]) if with_metrics else model
+
+
+def latest(name: str, **fields) -> tuple[nn.Module, dict, dict]:
+    """The newest entry ``name`` whose config has these top-level ``fields`` (e.g. ``profile="course"``).
+
+    For a reader that does not know the exact config (notebook 09): returns ``(model, config,
+    metrics)``, loaded through :func:`load` with the entry's own config, so a model whose code
+    changed since is still refused (:class:`StaleModelError`). Raises :class:`MissingModelError`
+    when no entry matches, naming what was there.
+    """
+    saved = [(path, read_entry(path)["config"]) for path in entries(name)]
+    matching = [config for _, config in saved if all(config.get(k) == v for k, v in fields.items())]
+    if not matching:
+        seen = sorted({str({k: config.get(k, "<absent>") for k in fields}) for _, config in saved})
+        raise MissingModelError(f"no model {name!r} with {fields} in {_shown(zoo_dir())}"
+                                + (f" (saved: {', '.join(seen)})" if seen else "")
+                                + ": run the notebook that trains it (its last training cell saves it)")
+    model, metrics = load(name, matching[-1], with_metrics=True)
+    return model, matching[-1], metrics
