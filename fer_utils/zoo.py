@@ -172,12 +172,20 @@ def load(name: str, config: dict, with_metrics: bool = False):
         raise ConfigMismatchError(f"model {name!r} was saved with another config ({_differences(config, saved)}); "
                                   "refusing to load it: rerun the notebook that trains it")
     entry = read_entry(path)
-    model = build(config)
+    try:
+        model = build(config)
+    except (ImportError, AttributeError, TypeError, ValueError) as err:  # an object the config names changed
+        raise StaleModelError(f"model {name!r}: its config no longer builds ({type(err).__name__}: {err}); "
+                              "rerun the notebook that trains it") from None
     if entry["source_hash"] != source_hash(type(model)):
         raise StaleModelError(f"model {name!r} was saved from an older version of {entry['class']} "
                               f"(source hash {entry['source_hash']} != {source_hash(type(model))}); "
                               "rerun the notebook that trains it")
-    model.load_state_dict(entry["state_dict"], strict=True)
+    try:
+        model.load_state_dict(entry["state_dict"], strict=True)
+    except RuntimeError as err:  # e.g. a recipe the config refers to now sets other widths
+        raise StaleModelError(f"model {name!r}: its config now builds a network whose state dict differs from "
+                              f"the saved one ({str(err).splitlines()[0]}); rerun the notebook that trains it") from None
     model.eval()
     return (model, entry["metrics"]) if with_metrics else model
 

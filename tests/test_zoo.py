@@ -87,3 +87,17 @@ def test_latest_finds_the_newest_entry_with_the_fields_and_still_refuses_stale_c
     monkeypatch.setattr(zoo, "source_hash", lambda cls: "0123456789ab")
     with pytest.raises(zoo.StaleModelError):
         zoo.latest("gap_cnn", profile="course")
+
+
+def test_a_config_whose_referenced_object_changed_is_refused_as_stale(monkeypatch):
+    from fer_utils.models import ddamfn
+
+    config = {"builder": "fer_utils.models.ddamfn:DDAMFN",
+              "kwargs": {"num_classes": 7, "num_heads": 1, "config": {"ref": "fer_utils.models.ddamfn:COURSE"}}}
+    zoo.save("ddamfn", zoo.build(config), config)
+    monkeypatch.setattr(ddamfn, "COURSE", ddamfn.scaled(ddamfn.FAITHFUL, "course", 8, repeats=(1, 1, 1), input_size=64))
+    with pytest.raises(zoo.StaleModelError, match="state dict differs"):
+        zoo.load("ddamfn", config)
+    monkeypatch.delattr(ddamfn, "COURSE")
+    with pytest.raises(zoo.StaleModelError, match="no longer builds"):
+        zoo.load("ddamfn", config)
