@@ -121,6 +121,31 @@ SETTINGS: dict[str, dict[str, dict[str, Any]]] = {
         "full": dict(scn_n=6000, ran_n=6000, test_faces=1000, seeds=(0, 1, 2, 3, 4),
                      rates=(0.0, 0.1, 0.2, 0.3), scn="COURSE", ran="COURSE"),
     },
+    # 09: the course models it explains (loaded from fer_utils.zoo when use_zoo, else stand-ins), and how
+    # many faces / which methods each score runs on.
+    "09_explain": {
+        "smoke": dict(n=900, n_identities=45, epochs=10, models=("lenet5",), use_zoo=False, per_class=1,
+                      scorecam_faces=2, road_faces=3, road_percentiles=(50,), sanity_faces=2, label_epochs=10,
+                      ig_steps=8, smooth_samples=4, au_faces=4, lfw_faces=2,
+                      methods=("Grad-CAM", "Score-CAM", "Eigen-CAM", "Integrated Gradients", "Saliency",
+                               "Guided Backprop"),
+                      sanity_methods=("Grad-CAM", "Eigen-CAM", "Saliency", "Guided Backprop")),
+        "course": dict(n=2000, n_identities=100, epochs=3, models=("lenet5", "gap_cnn", "deep_emotion", "two_level",
+                                                                   "ddamfn", "mgln", "abaw", "scn", "ran"),
+                       use_zoo=True, per_class=3, scorecam_faces=4, road_faces=4, road_percentiles=(20, 50, 80),
+                       sanity_faces=3, label_epochs=8, ig_steps=16, smooth_samples=8, au_faces=6, lfw_faces=3,
+                       methods=("Grad-CAM", "Grad-CAM++", "Score-CAM", "Eigen-CAM", "Layer-CAM", "Integrated Gradients",
+                                "Occlusion", "Saliency", "Guided Backprop", "SmoothGrad"),
+                       sanity_methods=("Grad-CAM", "Grad-CAM++", "Eigen-CAM", "Layer-CAM", "Saliency", "Guided Backprop")),
+        "full": dict(n=10000, n_identities=500, epochs=20, models=("lenet5", "gap_cnn", "deep_emotion", "two_level",
+                                                                   "ddamfn", "mgln", "abaw", "scn", "ran"),
+                     use_zoo=True, per_class=20, scorecam_faces=40, road_faces=40, road_percentiles=(10, 30, 50, 70, 90),
+                     sanity_faces=20, label_epochs=20, ig_steps=32, smooth_samples=16, au_faces=40, lfw_faces=20,
+                     methods=("Grad-CAM", "Grad-CAM++", "Score-CAM", "Eigen-CAM", "Layer-CAM", "Integrated Gradients",
+                              "Occlusion", "Saliency", "Guided Backprop", "SmoothGrad"),
+                     sanity_methods=("Grad-CAM", "Grad-CAM++", "Score-CAM", "Eigen-CAM", "Layer-CAM",
+                                     "Integrated Gradients", "Occlusion", "Saliency", "Guided Backprop", "SmoothGrad")),
+    },
 }
 
 

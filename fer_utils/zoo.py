@@ -172,11 +172,38 @@ def load(name: str, config: dict, with_metrics: bool = False):
         raise ConfigMismatchError(f"model {name!r} was saved with another config ({_differences(config, saved)}); "
                                   "refusing to load it: rerun the notebook that trains it")
     entry = read_entry(path)
-    model = build(config)
+    try:
+        model = build(config)
+    except (ImportError, AttributeError, TypeError, ValueError) as err:  # an object the config names changed
+        raise StaleModelError(f"model {name!r}: its config no longer builds ({type(err).__name__}: {err}); "
+                              "rerun the notebook that trains it") from None
     if entry["source_hash"] != source_hash(type(model)):
         raise StaleModelError(f"model {name!r} was saved from an older version of {entry['class']} "
                               f"(source hash {entry['source_hash']} != {source_hash(type(model))}); "
                               "rerun the notebook that trains it")
-    model.load_state_dict(entry["state_dict"], strict=True)
+    try:
+        model.load_state_dict(entry["state_dict"], strict=True)
+    except RuntimeError as err:  # e.g. a recipe the config refers to now sets other widths
+        raise StaleModelError(f"model {name!r}: its config now builds a network whose state dict differs from "
+                              f"the saved one ({str(err).splitlines()[0]}); rerun the notebook that trains it") from None
     model.eval()
     return (model, entry["metrics"]) if with_metrics else model
+
+
+def latest(name: str, **fields) -> tuple[nn.Module, dict, dict]:
+    """The newest entry ``name`` whose config has these top-level ``fields`` (e.g. ``profile="course"``).
+
+    For a reader that does not know the exact config (notebook 09): returns ``(model, config,
+    metrics)``, loaded through :func:`load` with the entry's own config, so a model whose code
+    changed since is still refused (:class:`StaleModelError`). Raises :class:`MissingModelError`
+    when no entry matches, naming what was there.
+    """
+    saved = [(path, read_entry(path)["config"]) for path in entries(name)]
+    matching = [config for _, config in saved if all(config.get(k) == v for k, v in fields.items())]
+    if not matching:
+        seen = sorted({str({k: config.get(k, "<absent>") for k in fields}) for _, config in saved})
+        raise MissingModelError(f"no model {name!r} with {fields} in {_shown(zoo_dir())}"
+                                + (f" (saved: {', '.join(seen)})" if seen else "")
+                                + ": run the notebook that trains it (its last training cell saves it)")
+    model, metrics = load(name, matching[-1], with_metrics=True)
+    return model, matching[-1], metrics

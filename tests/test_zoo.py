@@ -66,3 +66,38 @@ def test_object_arguments_are_imported_by_reference():
               "kwargs": {"num_classes": 7, "num_heads": 1, "config": {"ref": "fer_utils.models.ddamfn:COURSE"}}}
     model = zoo.build(config)
     assert model.config.name == "course"
+
+
+def test_latest_finds_the_newest_entry_with_the_fields_and_still_refuses_stale_code(monkeypatch):
+    import os
+    import time as time_
+
+    old, new = trained_like(), trained_like()
+    with torch.no_grad():
+        new.classifier[-1].bias.add_(1.0)
+    first = zoo.save("gap_cnn", old, CONFIG)
+    os.utime(first, (time_.time() - 60, time_.time() - 60))          # saved a minute earlier
+    zoo.save("gap_cnn", new, {**CONFIG, "epochs": 9})
+    zoo.save("gap_cnn", old, {**CONFIG, "profile": "smoke"})
+    model, config, _ = zoo.latest("gap_cnn", profile="course")
+    x = torch.randn(2, 1, 48, 48)
+    assert config["epochs"] == 9 and torch.equal(model(x), new(x))
+    with pytest.raises(zoo.MissingModelError, match="'profile': 'full'.*saved: "):
+        zoo.latest("gap_cnn", profile="full")
+    monkeypatch.setattr(zoo, "source_hash", lambda cls: "0123456789ab")
+    with pytest.raises(zoo.StaleModelError):
+        zoo.latest("gap_cnn", profile="course")
+
+
+def test_a_config_whose_referenced_object_changed_is_refused_as_stale(monkeypatch):
+    from fer_utils.models import ddamfn
+
+    config = {"builder": "fer_utils.models.ddamfn:DDAMFN",
+              "kwargs": {"num_classes": 7, "num_heads": 1, "config": {"ref": "fer_utils.models.ddamfn:COURSE"}}}
+    zoo.save("ddamfn", zoo.build(config), config)
+    monkeypatch.setattr(ddamfn, "COURSE", ddamfn.scaled(ddamfn.FAITHFUL, "course", 8, repeats=(1, 1, 1), input_size=64))
+    with pytest.raises(zoo.StaleModelError, match="state dict differs"):
+        zoo.load("ddamfn", config)
+    monkeypatch.delattr(ddamfn, "COURSE")
+    with pytest.raises(zoo.StaleModelError, match="no longer builds"):
+        zoo.load("ddamfn", config)
