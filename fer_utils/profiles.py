@@ -75,9 +75,9 @@ SETTINGS: dict[str, dict[str, dict[str, Any]]] = {
         "full": dict(n=30000, n_identities=1500, batch=R.batch_size, epochs=R.epochs, widths=R.widths),
     },
     "03_deep_emotion": {
-        "smoke": dict(n=1000, n_identities=50, batch=R.batch_size, epochs=R.epochs, seeds=(0, 1, 2), high_lr=0.02,
+        "smoke": dict(n=800, n_identities=40, batch=R.batch_size, epochs=R.epochs, seeds=(0, 1), high_lr=0.02,
                       faces_per_class=2, plateau_epochs=2),
-        "course": dict(n=3000, n_identities=150, batch=R.batch_size, epochs=R.epochs, seeds=(0, 1, 2), high_lr=0.02,
+        "course": dict(n=2000, n_identities=100, batch=R.batch_size, epochs=R.epochs, seeds=(0, 1, 2), high_lr=0.02,
                        faces_per_class=12, plateau_epochs=3),
         "full": dict(n=30000, n_identities=1500, batch=R.batch_size, epochs=R.epochs, seeds=(0, 1, 2), high_lr=0.02,
                      faces_per_class=50, plateau_epochs=10),
