@@ -76,12 +76,12 @@ SETTINGS: dict[str, dict[str, dict[str, Any]]] = {
         "full": dict(n=30000, n_identities=1500, batch=R.batch_size, epochs=R.epochs, widths=R.widths),
     },
     "03_deep_emotion": {
-        "smoke": dict(n=700, n_identities=40, batch=R.batch_size, epochs=R.epochs, ablation_epochs=1, lr_epochs=1,
-                      faces_per_class=2),
-        "course": dict(n=5000, n_identities=250, batch=R.batch_size, epochs=R.epochs, ablation_epochs=6,
-                       lr_epochs=2, faces_per_class=12),
-        "full": dict(n=30000, n_identities=1500, batch=R.batch_size, epochs=R.epochs, ablation_epochs=40,
-                     lr_epochs=5, faces_per_class=50),
+        "smoke": dict(n=800, n_identities=40, batch=R.batch_size, epochs=R.epochs, seeds=(0, 1), high_lr=0.02,
+                      faces_per_class=2, plateau_epochs=2),
+        "course": dict(n=2000, n_identities=100, batch=R.batch_size, epochs=R.epochs, seeds=(0, 1, 2), high_lr=0.02,
+                       faces_per_class=12, plateau_epochs=3),
+        "full": dict(n=30000, n_identities=1500, batch=R.batch_size, epochs=R.epochs, seeds=(0, 1, 2), high_lr=0.02,
+                     faces_per_class=50, plateau_epochs=10),
     },
     "04_two_level_attention": {
         "smoke": dict(difficulty="lab", n=300, n_identities=20, batch=R.batch_size, lr=R.lr, stage1_epochs=R.epochs,
