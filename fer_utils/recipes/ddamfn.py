@@ -10,6 +10,7 @@ in the few epochs a CPU allows.
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 import time
 from dataclasses import dataclass, replace
@@ -45,10 +46,10 @@ class DDAMFNRecipe(Recipe):
 
 FULL = DDAMFNRecipe(name="full", paper="Zhang et al. 2023 (DDAMFN)", epochs=40, batch_size=256, lr=0.01,
                     weight_decay=1e-4, optimizer="sgd", input_size=112, channels=3, normalize="imagenet")
-#: Ours, for two CPU cores: the COURSE network at 64x64, Adam lr 3e-3 divided by 10 after epoch 6 (so that
+#: Ours, for two CPU cores: the COURSE network at 64x64, Adam lr 3e-3 divided by 10 after epoch 5 (so that
 #: the validation curve flattens inside the budget), no weight decay.
 COURSE = replace(FULL, name="course", epochs=8, batch_size=64, lr=3e-3, weight_decay=0.0, optimizer="adam",
-                 step_size=6, input_size=COURSE_NET.input_size, config="course")
+                 step_size=5, input_size=COURSE_NET.input_size, config="course")
 SMOKE = replace(COURSE, name="smoke", epochs=2, step_size=1)
 
 
@@ -86,9 +87,10 @@ def train_transform(recipe: DDAMFNRecipe):
 # Pre-training the backbone on face identities (the course's stand-in for MS-Celeb-1M)
 # ----------------------------------------------------------------------------------------------
 
-#: Files whose content decides what a pre-trained backbone is: the face generator, the alignment, the network.
+#: Files whose content decides what a pre-trained backbone is: the face generator, the alignment, the network
+#: (and, below, the source of the pre-training functions themselves).
 PRETRAIN_SOURCES = ("data/synth_sample.py", "data/synth_draw.py", "data/synth_template.py", "data/synthetic.py",
-                    "faces.py", "models/ddamfn.py", "recipes/ddamfn.py")
+                    "faces.py", "models/ddamfn.py")
 PACKAGE = Path(__file__).resolve().parents[1]
 
 
@@ -136,10 +138,13 @@ def aligned_faces(n: int, n_identities: int, seed: int, difficulty: str, size: i
 
 
 def pretrain_key(config, setup: Pretraining) -> str:
-    """A hash of the network config, the pre-training settings and the source files they depend on."""
+    """A hash of the network config, the pre-training settings, the source files they depend on and the
+    pre-training code (:class:`IdentityNet`, :func:`aligned_faces`, :func:`pretrain_identity`)."""
     digest = hashlib.sha256(repr((config, setup)).encode())
     for name in PRETRAIN_SOURCES:
         digest.update((PACKAGE / name).read_bytes())
+    for code in (IdentityNet, aligned_faces, pretrain_identity, rafdb_train_transform, fit):
+        digest.update(inspect.getsource(code).encode())
     return digest.hexdigest()[:16]
 
 
