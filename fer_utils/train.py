@@ -91,9 +91,7 @@ def fit(model: nn.Module, train_loader: Iterable, epochs: int, optimizer: torch.
     AMP (float16 autocast) is used only on CUDA.
     """
     device = torch.device(device)
-    model.to(device)
-    if channels_last:
-        model.to(memory_format=torch.channels_last)
+    model.to(device, memory_format=torch.channels_last if channels_last else torch.preserve_format)
     amp = use_amp(device)
     scaler = torch.amp.GradScaler("cuda") if amp else None
     history: dict[str, list] = {"train_loss": [], "train_accuracy": []}

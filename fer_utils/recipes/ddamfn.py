@@ -143,7 +143,7 @@ def pretrain_key(config, setup: Pretraining) -> str:
     digest = hashlib.sha256(repr((config, setup)).encode())
     for name in PRETRAIN_SOURCES:
         digest.update((PACKAGE / name).read_bytes())
-    for code in (IdentityNet, aligned_faces, pretrain_identity, rafdb_train_transform, fit):
+    for code in (IdentityNet, aligned_faces, pretrain_identity, rafdb_train_transform):
         digest.update(inspect.getsource(code).encode())
     return digest.hexdigest()[:16]
 
@@ -213,7 +213,7 @@ class TensorFaces(Dataset):
 def backbone_features(model: DDAMFN, images: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
     """``model.features`` of already transformed ``images`` (eval mode, no gradients): (N, C, S, S)."""
     model.eval()
-    with torch.inference_mode():
+    with torch.no_grad():    # not inference_mode: the features feed the heads' training afterwards
         return torch.cat([model.features(images[i:i + batch_size]) for i in range(0, len(images), batch_size)])
 
 
