@@ -91,9 +91,9 @@ SETTINGS: dict[str, dict[str, dict[str, Any]]] = {
                      stage1_epochs=R.epochs, stage2_epochs=R.stage2_epochs, n_inspect=512),
     },
     "05_ddamfn": {
-        "smoke": dict(difficulty="medium", n=420, n_identities=30, folds=3, epochs=R.epochs, batch=R.batch_size,
-                      config=R.config, optimizer=R.optimizer, lr=R.lr, per_class=2, seeds=(0, 1, 2),
-                      pretrain=dict(n=300, n_identities=20, epochs=2), ablation_epochs=1, head_epochs=4),
+        "smoke": dict(difficulty="lab", n=600, n_identities=40, folds=3, epochs=R.epochs, batch=R.batch_size,
+                      config=R.config, optimizer=R.optimizer, lr=R.lr, per_class=2, seeds=(0, 1),
+                      pretrain=dict(n=400, n_identities=20, epochs=3), ablation_epochs=1, head_epochs=3),
         "course": dict(difficulty="medium", n=1200, n_identities=60, folds=3, epochs=R.epochs, batch=R.batch_size,
                        config=R.config, optimizer=R.optimizer, lr=R.lr, per_class=12, seeds=(0, 1, 2),
                        pretrain=dict(n=1200, n_identities=80, epochs=4), ablation_epochs=2, head_epochs=20),

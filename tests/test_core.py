@@ -26,7 +26,9 @@ def test_profiles_resolve_and_reject(monkeypatch):
     with pytest.raises(ValueError, match="unknown profile 'fast'; valid profiles are 'smoke', 'course', 'full'"):
         profiles.resolve_profile(None)
     monkeypatch.setenv("FER_PROFILE", "smoke")
-    assert profiles.settings("05_ddamfn", "course")["epochs"] == 3  # the environment wins: SMOKE's epochs
+    from fer_utils.recipes import ddamfn
+    assert ddamfn.SMOKE.epochs != ddamfn.COURSE.epochs
+    assert profiles.settings("05_ddamfn", "course")["epochs"] == ddamfn.SMOKE.epochs  # the environment wins
 
 
 @pytest.mark.parametrize("notebook", sorted(profiles.SETTINGS))

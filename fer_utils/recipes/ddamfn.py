@@ -50,7 +50,7 @@ FULL = DDAMFNRecipe(name="full", paper="Zhang et al. 2023 (DDAMFN)", epochs=40, 
 #: the validation curve flattens inside the budget), no weight decay.
 COURSE = replace(FULL, name="course", epochs=8, batch_size=64, lr=3e-3, weight_decay=0.0, optimizer="adam",
                  step_size=5, input_size=COURSE_NET.input_size, config="course")
-SMOKE = replace(COURSE, name="smoke", epochs=2, step_size=1)
+SMOKE = replace(COURSE, name="smoke", epochs=6, step_size=4)
 
 
 def build_model(recipe: DDAMFNRecipe, num_heads: int | None = None) -> DDAMFN:
