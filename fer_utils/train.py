@@ -23,27 +23,33 @@ def _first(outputs):
     return outputs[0] if isinstance(outputs, (tuple, list)) else outputs
 
 
-def _to(batch, device):
+def _to(batch, device, channels_last: bool = False):
+    """``batch`` (a tensor, or tuples / dicts of them) on ``device``; 4-d tensors in ``channels_last``
+    memory format when asked (same values, a different stride order that CPU convolutions run faster on)."""
     if isinstance(batch, (tuple, list)):
-        return type(batch)(_to(b, device) for b in batch)
+        return type(batch)(_to(b, device, channels_last) for b in batch)
     if isinstance(batch, dict):
-        return {k: _to(v, device) for k, v in batch.items()}
-    return batch.to(device) if isinstance(batch, torch.Tensor) else batch
+        return {k: _to(v, device, channels_last) for k, v in batch.items()}
+    if not isinstance(batch, torch.Tensor):
+        return batch
+    batch = batch.to(device)
+    return batch.contiguous(memory_format=torch.channels_last) if channels_last and batch.ndim == 4 else batch
 
 
 def evaluate(model: nn.Module, loader: Iterable, loss_fn: Callable | None = None,
-             device: str | torch.device = "cpu") -> dict:
-    """Run ``model`` in eval mode over ``loader``.
+             device: str | torch.device = "cpu", channels_last: bool = False) -> dict:
+    """Run ``model`` in eval mode over ``loader``, under ``torch.inference_mode`` (no autograd
+    bookkeeping at all; the outputs cannot enter a later backward pass).
 
     Returns ``loss`` (mean over samples, if ``loss_fn``), ``outputs`` (the
     concatenated first outputs, as numpy) and ``targets``; for integer targets
-    also ``accuracy``.
+    also ``accuracy``. ``channels_last`` feeds 4-d inputs in that memory format.
     """
     model.eval()
     outputs, targets, total_loss, count = [], [], 0.0, 0
-    with torch.no_grad():
+    with torch.inference_mode():
         for inputs, target in loader:
-            inputs, target = _to(inputs, device), _to(target, device)
+            inputs, target = _to(inputs, device, channels_last), _to(target, device)
             out = model(inputs)
             if loss_fn is not None:
                 total_loss += float(loss_fn(out, target)) * len(target)
@@ -71,26 +77,31 @@ def backward_step(loss: torch.Tensor, optimizer: torch.optim.Optimizer, scaler=N
 
 def fit(model: nn.Module, train_loader: Iterable, epochs: int, optimizer: torch.optim.Optimizer,
         loss_fn: Callable = nn.CrossEntropyLoss(), val_loader: Iterable | None = None,
-        device: str | torch.device = "cpu", scheduler=None, progress: bool = True) -> dict[str, list]:
+        device: str | torch.device = "cpu", scheduler=None, progress: bool = True,
+        channels_last: bool = False, desc: str = "training") -> dict[str, list]:
     """Train for ``epochs`` and return the history (``train_loss`` and, for classification,
     ``train_accuracy``; ``val_loss`` / ``val_accuracy`` when ``val_loader`` is given).
+
+    ``channels_last`` moves the model and every 4-d input to ``torch.channels_last`` (the same
+    numbers up to float rounding; faster convolutions on CPU: ``benchmarks/bench_train_loop.py``).
+    One progress bar (labelled ``desc``) covers the whole run, not one per epoch.
 
     A NaN or infinite loss stops training at once with a ``FloatingPointError``
     that names the epoch and step (lower the learning rate, check the inputs).
     AMP (float16 autocast) is used only on CUDA.
     """
     device = torch.device(device)
-    model.to(device)
+    model.to(device, memory_format=torch.channels_last if channels_last else torch.preserve_format)
     amp = use_amp(device)
     scaler = torch.amp.GradScaler("cuda") if amp else None
     history: dict[str, list] = {"train_loss": [], "train_accuracy": []}
-    bar = tqdm(total=epochs * len(train_loader), disable=not progress, desc="training",
+    bar = tqdm(total=epochs * len(train_loader), disable=not progress, desc=desc,
                unit="batch", mininterval=2.0, ascii=True)
     for epoch in range(1, epochs + 1):
         model.train()
         total, count, predicted, labels = 0.0, 0, [], []
         for step, (inputs, target) in enumerate(train_loader, start=1):
-            inputs, target = _to(inputs, device), _to(target, device)
+            inputs, target = _to(inputs, device, channels_last), _to(target, device)
             optimizer.zero_grad(set_to_none=True)
             with torch.autocast(device.type, enabled=amp):
                 out = model(inputs)
@@ -117,7 +128,7 @@ def fit(model: nn.Module, train_loader: Iterable, epochs: int, optimizer: torch.
         history["train_accuracy"].append(
             metrics.accuracy(np.concatenate(labels), np.concatenate(predicted)) if labels else 0.0)
         if val_loader is not None:
-            result = evaluate(model, val_loader, loss_fn, device)
+            result = evaluate(model, val_loader, loss_fn, device, channels_last)
             history.setdefault("val_loss", []).append(result["loss"])
             if "accuracy" in result:
                 history.setdefault("val_accuracy", []).append(result["accuracy"])

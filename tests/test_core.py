@@ -26,7 +26,9 @@ def test_profiles_resolve_and_reject(monkeypatch):
     with pytest.raises(ValueError, match="unknown profile 'fast'; valid profiles are 'smoke', 'course', 'full'"):
         profiles.resolve_profile(None)
     monkeypatch.setenv("FER_PROFILE", "smoke")
-    assert profiles.settings("05_ddamfn", "course")["epochs"] == 3  # the environment wins: SMOKE's epochs
+    from fer_utils.recipes import ddamfn
+    assert ddamfn.SMOKE.epochs != ddamfn.COURSE.epochs
+    assert profiles.settings("05_ddamfn", "course")["epochs"] == ddamfn.SMOKE.epochs  # the environment wins
 
 
 @pytest.mark.parametrize("notebook", sorted(profiles.SETTINGS))
@@ -97,6 +99,28 @@ def test_fit_learns_and_reports_history():
     assert len(history["train_loss"]) == 4 and len(history["val_accuracy"]) == 4
     assert history["train_loss"][-1] < history["train_loss"][0]
     assert evaluate(model, loader)["accuracy"] > 0.8
+
+
+def test_fit_channels_last_gives_the_same_training_up_to_rounding():
+    histories, outputs = [], []
+    for channels_last in (False, True):
+        seed_everything(0)
+        model = SmallCNN(num_classes=2, width=8)
+        loader = _toy_loader()
+        histories.append(fit(model, loader, epochs=2, optimizer=torch.optim.SGD(model.parameters(), 1e-2),
+                             val_loader=loader, progress=False, channels_last=channels_last))
+        outputs.append(evaluate(model, loader, channels_last=channels_last)["outputs"])
+    assert histories[0]["train_loss"] == pytest.approx(histories[1]["train_loss"], rel=1e-4)
+    assert histories[0]["val_accuracy"] == histories[1]["val_accuracy"]
+    assert np.allclose(outputs[0], outputs[1], atol=1e-4)
+
+
+def test_evaluate_runs_under_inference_mode():
+    seen = []
+    model = nn.Sequential(nn.Flatten(), nn.Linear(64, 2))
+    model.register_forward_hook(lambda m, i, o: seen.append(torch.is_inference_mode_enabled()))
+    evaluate(model, _toy_loader(n=64))
+    assert seen and all(seen)
 
 
 def test_fit_stops_on_nan_with_clear_message():

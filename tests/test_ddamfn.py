@@ -310,3 +310,56 @@ def test_course_network_is_the_faithful_table_scaled_down():
     assert [st.splits for st in COURSE.stages] == [(16, 8, 8), (24, 8), (32, 16, 16), (48, 16), (64,) * 4, (44, 42, 42)]
     assert [st.repeats for st in COURSE.stages] == [1, 1, 1, 2, 1, 1] and (COURSE.stem, COURSE.embedding) == (16, 128)
     assert [st.expand for st in COURSE.stages] == [32, 32, 64, 64, 256, 128] and COURSE.map_size == 4
+
+
+# --- identity pre-training and the head ablation (fer_utils.recipes.ddamfn) ----------------------
+
+def test_pretrain_key_changes_with_the_network_the_settings_and_the_generator(monkeypatch, tmp_path):
+    from fer_utils.recipes import ddamfn as rd
+
+    base = rd.pretrain_key(COURSE, rd.Pretraining())
+    assert rd.pretrain_key(COURSE, rd.Pretraining()) == base
+    assert rd.pretrain_key(dd.FAITHFUL, rd.Pretraining()) != base
+    assert rd.pretrain_key(COURSE, rd.Pretraining(n_identities=99)) != base
+    fake = tmp_path / "fer_utils"
+    for name in rd.PRETRAIN_SOURCES:
+        (fake / name).parent.mkdir(parents=True, exist_ok=True)
+        (fake / name).write_bytes((rd.PACKAGE / name).read_bytes())
+    monkeypatch.setattr(rd, "PACKAGE", fake)
+    assert rd.pretrain_key(COURSE, rd.Pretraining()) == base
+    (fake / "data/synth_sample.py").write_text("# the generator changed\n")
+    assert rd.pretrain_key(COURSE, rd.Pretraining()) != base
+
+
+def test_pretrained_backbone_is_cached_and_loads_into_ddamfn(tmp_path):
+    from fer_utils.recipes import ddamfn as rd
+
+    setup = rd.Pretraining(n=40, n_identities=4, epochs=1, batch_size=20)
+    torch.set_num_threads(1)
+    features, info = rd.pretrained_backbone(COURSE, setup, cache_dir=tmp_path, progress=False)
+    assert not info["cached"] and len(info["identity_accuracy"]) == 1
+    again, info2 = rd.pretrained_backbone(COURSE, setup, cache_dir=tmp_path, progress=False)
+    assert info2["cached"] and info2["key"] == info["key"]
+    assert all(torch.equal(features[k], again[k]) for k in features)
+    model = DDAMFN(7, 2, COURSE)
+    rd.load_backbone(model, features)
+    assert all(torch.equal(model.state_dict()[k], v) for k, v in features.items())
+    assert set(features) == {k for k in model.state_dict() if k.startswith("features.")}
+    with pytest.raises(KeyError, match="another config"):
+        rd.load_backbone(DDAMFN(7, 2), features)
+
+
+def test_classify_is_forward_after_the_backbone_and_head_training_leaves_the_backbone():
+    from fer_utils.recipes import ddamfn as rd
+
+    torch.manual_seed(0)
+    model = DDAMFN(7, 2, COURSE).eval()
+    images = torch.randn(6, 3, 64, 64)
+    features = rd.backbone_features(model, images)
+    assert torch.allclose(model.classify(features)[0], model(images)[0], atol=1e-5)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    losses = rd.train_after_backbone(model, features, torch.arange(6) % 7, epochs=2, lr=1e-2, batch_size=3, seed=0)
+    assert len(losses) == 2
+    after = model.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before if k.startswith("features."))
+    assert not torch.equal(before["fc.weight"], after["fc.weight"])

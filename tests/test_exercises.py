@@ -114,3 +114,32 @@ def test_cli_writes_student_versions(tmp_path: Path):
         text = path.read_text()
         assert "### BEGIN SOLUTION" not in text
         assert all(not c.get("outputs") for c in nbformat.read(path, as_version=4).cells if c.cell_type == "code")
+
+
+def _delegating_runs(nb) -> list[tuple[int, str]]:
+    """(exercise cell, delegating answer) pairs: an exercise cell's ``metadata.fer.delegates`` lists answers
+    that only call the package or library function the exercise asks the student to write."""
+    return [(i, answer) for i in _tagged(nb, "exercise")
+            for answer in nb.cells[i].metadata.get("fer", {}).get("delegates", [])]
+
+
+WITH_DELEGATES = [p for p in WITH_EXERCISES if _delegating_runs(read(p))]
+
+
+@pytest.mark.parametrize("path", WITH_DELEGATES, ids=[p.stem for p in WITH_DELEGATES])
+def test_delegating_answers_fail_their_checks(path: Path):
+    """Every listed delegating answer, run in place of the solution, makes the exercise's check cell fail."""
+    nb = read(path)
+    runs = _delegating_runs(nb)
+    checks = _tagged(nb, "exercise-check")
+    program = setup_prefix(nb)
+    positions = []
+    for i, answer in runs:
+        check = min(c for c in checks if c > i)
+        program.cells.append(nbformat.v4.new_code_cell(answer))
+        program.cells.append(nb.cells[check])
+        positions.append(len(program.cells) - 1)
+    failed = _errors(program)
+    missed = [runs[k] for k, pos in enumerate(positions) if pos not in failed]
+    assert not missed, f"{path.name}: these delegating answers pass their checks: {missed}"
+    assert all(pos in positions for pos in failed), "only the check cells may fail"

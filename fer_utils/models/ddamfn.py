@@ -417,7 +417,10 @@ class DDAMFN(nn.Module):
         return [getattr(self, f"cat_head{i}") for i in range(self.num_heads)]
 
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
-        features = self.features(images)                        # (B, 512, 7, 7)
+        return self.classify(self.features(images))              # features: (B, 512, 7, 7)
+
+    def classify(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
+        """Everything after the backbone: heads, max over heads, ``features * max``, GDConv, fc."""
         head_maps = [head(features) for head in self.heads]      # num_heads x (B, 512, 7, 7)
         x = features
         if head_maps:
