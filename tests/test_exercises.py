@@ -114,3 +114,119 @@ def test_cli_writes_student_versions(tmp_path: Path):
         text = path.read_text()
         assert "### BEGIN SOLUTION" not in text
         assert all(not c.get("outputs") for c in nbformat.read(path, as_version=4).cells if c.cell_type == "code")
+
+
+# ---------------------------------------------------------------------------------------------
+# Notebooks 00-02: an answer that merely calls the package or library function the exercise asks
+# for must FAIL its check. Each delegating answer replaces its exercise cell and is followed by
+# that exercise's check cell; every such check must end in an error.
+# ---------------------------------------------------------------------------------------------
+
+DELEGATING: dict[str, dict[str, list[str]]] = {
+    "00_datasets": {
+        "my_identity_split": [
+            "def my_identity_split(identities, test_fraction, seed=0):\n"
+            "    return identity_split(identities, test_size=test_fraction, seed=seed)\n",
+            "def my_identity_split(identities, test_fraction, seed=0):\n"
+            "    from sklearn.model_selection import GroupShuffleSplit\n"
+            "    split = GroupShuffleSplit(n_splits=1, test_size=test_fraction, random_state=seed)\n"
+            "    return next(split.split(identities, groups=identities))\n",
+        ],
+        "my_fer2013_row": [
+            "def my_fer2013_row(image, label, usage):\n"
+            "    import pathlib, tempfile\n"
+            "    path = pathlib.Path(tempfile.mkdtemp()) / 'fer2013.csv'\n"
+            "    formats.write_fer2013([{'image': image, 'label': label, 'usage': usage}], path, verbose=False)\n"
+            "    return path.read_text().splitlines()[1]\n",
+        ],
+    },
+    "01_face_detection": {
+        "my_tilted_integral": ["def my_tilted_integral(image):\n    return cv2.integral3(image)[2][:, 1:]\n"],
+        "my_line_feature": [
+            "def my_line_feature(S, x, y, w, h):\n"
+            "    table = cv2.integral(np.diff(np.diff(S, axis=0), axis=1))\n"
+            "    box = lambda bx, by, bw, bh: table[by + bh, bx + bw] - table[by, bx + bw] - table[by + bh, bx] + table[by, bx]\n"
+            "    return float(box(x, y, w, h) - 3 * box(x + w // 3, y, w // 3, h))\n",
+        ],
+        "my_similarity": [
+            "def my_similarity(src, dst):\n    return cv2.estimateAffinePartial2D(src, dst, method=cv2.LMEDS)[0]\n",
+            "def my_similarity(src, dst):\n    return faces.similarity_matrix(src, dst)\n",
+            "def my_similarity(src, dst):\n"
+            "    import skimage.transform\n"
+            "    transform = skimage.transform.SimilarityTransform()\n"
+            "    transform.estimate(src, dst)\n"
+            "    return transform.params[:2]\n",
+        ],
+    },
+    "02_cnn_baselines": {
+        "receptive_field": [
+            "def receptive_field(layers):\n"
+            "    return int(receptive_fields([(str(i), d * (k - 1) + 1, s) for i, (k, s, d) in enumerate(layers)]).iloc[-1, 0])\n",
+        ],
+        "gap_logits": [
+            "def gap_logits(feature_maps, weight, bias):\n"
+            "    return F.linear(F.adaptive_avg_pool2d(feature_maps, 1).flatten(1), weight, bias)\n",
+            "def gap_logits(feature_maps, weight, bias):\n"
+            "    pooled = nn.AdaptiveAvgPool2d(1)(feature_maps).flatten(1)\n"
+            "    linear = nn.Linear(weight.shape[1], weight.shape[0])\n"
+            "    linear.weight.data, linear.bias.data = weight, bias\n"
+            "    return linear(pooled)\n",
+        ],
+        "l2_svm_loss": [
+            "def l2_svm_loss(scores, labels, weight, C=1.0):\n"
+            "    return 0.5 * (weight ** 2).sum() + C * F.multi_margin_loss(scores, labels, p=2, reduction='sum')\n",
+        ],
+    },
+}
+
+#: What the delegating answers in section 3 of notebook 02 may call: section 3's own helper, defined here
+#: so that a delegating answer would otherwise succeed.
+HELPERS = {
+    "02_cnn_baselines": "def receptive_fields(layers):\n"
+                        "    import pandas as pd\n"
+                        "    field, jump, rows = 1, 1, []\n"
+                        "    for name, kernel, stride in layers:\n"
+                        "        field += (kernel - 1) * jump\n"
+                        "        jump *= stride\n"
+                        "        rows.append((name, field, jump))\n"
+                        "    return pd.DataFrame(rows).set_index(0)\n",
+}
+
+
+def _defines(source: str, name: str) -> bool:
+    return name in _defined_names(source)
+
+
+def _delegating_notebook(nb, answers: dict[str, list[str]], helper: str | None):
+    """Set-up cells, then for every delegating answer: the answer (in place of the exercise) and its check."""
+    out = setup_prefix(nb)
+    if helper:
+        out.cells.append(nbformat.v4.new_code_cell(helper))
+    exercises = _tagged(nb, "exercise")
+    checks = _tagged(nb, "exercise-check")
+    expected = []
+    for name, sources in answers.items():
+        exercise = next(i for i in exercises if _defines(nb.cells[i].source, name))
+        check = min(i for i in checks if i > exercise)
+        for source in sources:
+            out.cells.append(nbformat.v4.new_code_cell(source))
+            out.cells.append(nbformat.from_dict(dict(nb.cells[check])))
+            expected.append(len(out.cells) - 1)
+    return out, expected
+
+
+def test_delegating_answers_cover_every_named_exercise():
+    for stem, answers in DELEGATING.items():
+        nb = read(ROOT / "notebooks" / f"{stem}.ipynb")
+        defined = set().union(*(_defined_names(nb.cells[i].source) for i in _tagged(nb, "exercise")))
+        assert set(answers) <= defined, f"{stem}: no exercise defines {set(answers) - defined}"
+
+
+@pytest.mark.parametrize("stem", sorted(DELEGATING))
+def test_delegating_answers_fail_their_checks(stem: str):
+    nb = read(ROOT / "notebooks" / f"{stem}.ipynb")
+    delegating, expected = _delegating_notebook(nb, DELEGATING[stem], HELPERS.get(stem))
+    errors = _errors(delegating)
+    assert [i for i in expected if i not in errors] == [], \
+        f"{stem}: a delegating answer passed its check (cells {[i for i in expected if i not in errors]})"
+    assert not set(errors) - set(expected), f"{stem}: set-up cells failed: {sorted(set(errors) - set(expected))}"
