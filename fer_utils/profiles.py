@@ -70,7 +70,7 @@ SETTINGS: dict[str, dict[str, dict[str, Any]]] = {
         "full": dict(n_eval=1000, n_gallery=8),
     },
     "02_cnn_baselines": {
-        "smoke": dict(n=600, n_identities=40, seeds=(0, 1), epochs=R.epochs, widths=R.widths),
+        "smoke": dict(n=700, n_identities=40, seeds=(0,), epochs=R.epochs, widths=R.widths),
         "course": dict(n=2000, n_identities=120, seeds=(0, 1, 2), epochs=R.epochs, widths=R.widths),
         "full": dict(n=30000, n_identities=1500, seeds=(0, 1, 2, 3, 4), epochs=R.epochs, widths=R.widths),
     },
