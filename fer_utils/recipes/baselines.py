@@ -34,7 +34,7 @@ class BaselineRecipe(Recipe):
 FULL = BaselineRecipe(name="full", paper="Qiao, Hou & Liu 2022 (small-kernel CNN + SVM), training ours",
                       epochs=30, batch_size=64, lr=2e-3, optimizer="adam", input_size=48, channels=1)
 #: CPU course configuration, scaled down and named as such: quarter-width blocks (8-16-32-64).
-COURSE = replace(FULL, name="course", epochs=10, widths=(8, 16, 32, 64))
+COURSE = replace(FULL, name="course", epochs=12, batch_size=32, widths=(8, 16, 32, 64))
 SMOKE = replace(FULL, name="smoke", epochs=6, batch_size=32, lr=3e-3, widths=(8, 16, 32, 64))
 
 
