@@ -11,7 +11,13 @@ Each timing is the best of ``--repeats`` passes (the machine may be shared).
 Figures go to ``benchmarks/results/synthfaces.json``; ``ratio_generate_to_decode``
 above 1 means generating is faster than reading a real dataset from disk.
 
+``--access`` measures instead what rendering each split once saves in a notebook: a dataset item is
+rendered on every ``ds[i]``, so ``{k: ds[i][k] for k in keys}`` renders each face once per key (what
+notebook 00's distribution cell did with five keys), against ``item = ds[i]`` once per face. Figures go
+to ``benchmarks/results/synthfaces_access.json``.
+
     python benchmarks/bench_synthfaces.py [--n 3000] [--size 112] [--repeats 3]
+    python benchmarks/bench_synthfaces.py --access [--n 500]
 """
 from __future__ import annotations
 
@@ -80,15 +86,35 @@ def bench(difficulty: str, n: int, size: int, repeats: int, folder: Path) -> dic
     }
 
 
+KEYS = ("label", "valence", "arousal", "intensity", "identity")
+
+
+def bench_access(n: int, repeats: int) -> dict[str, float]:
+    """Faces per second at 48x48 grey (notebook 00's statistics cell): one render per key vs one per face."""
+    ds = SynthFaces(n, seed=0, difficulty="wild", size=48, grayscale=True, with_masks=False)
+    per_key = best_rate(lambda: [{k: ds[i][k] for k in KEYS} for i in range(n)], n, repeats)
+    once = best_rate(lambda: [{k: item[k] for k in KEYS} for item in (ds[i] for i in range(n))], n, repeats)
+    return {"n": n, "keys": len(KEYS), "render_per_key_faces_per_s": round(per_key, 1),
+            "render_once_faces_per_s": round(once, 1), "speed_up": round(once / per_key, 2)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=3000, help="faces per difficulty")
     parser.add_argument("--size", type=int, default=112)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--access", action="store_true", help="measure rendering once vs once per key")
     args = parser.parse_args()
     cv2.setNumThreads(1)
     torch.set_num_threads(1)
+    if args.access:
+        out = args.out or RESULTS.with_name("synthfaces_access.json")
+        result = {**bench_access(args.n, args.repeats), "threads": 1, "platform": platform.platform()}
+        out.write_text(json.dumps(result, indent=2) + "\n")
+        print(json.dumps(result), f"\nwrote {out}")
+        return
+    args.out = args.out or RESULTS
     results = {
         "n": args.n, "size": args.size, "repeats": args.repeats, "threads": 1, "jpeg_quality": 95,
         "machine": {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),

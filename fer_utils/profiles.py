@@ -60,7 +60,7 @@ SETTINGS: dict[str, dict[str, dict[str, Any]]] = {
     "00_datasets": {
         "smoke": dict(n_train=600, n_test=200, epochs=8, lr=3e-3, width=16, n_identities=40, n_stats=500,
                       n_seq_identities=12),
-        "course": dict(n_train=6000, n_test=1500, epochs=8, lr=1e-3, width=16, n_identities=300, n_stats=2000,
+        "course": dict(n_train=3200, n_test=800, epochs=8, lr=1e-3, width=16, n_identities=200, n_stats=2000,
                        n_seq_identities=40),
         "full": dict(n_train=20000, n_test=5000, epochs=20, lr=1e-3, width=32, n_identities=1000, n_stats=5000,
                      n_seq_identities=100),
@@ -71,9 +71,9 @@ SETTINGS: dict[str, dict[str, dict[str, Any]]] = {
         "full": dict(n_eval=1000, n_gallery=8),
     },
     "02_cnn_baselines": {
-        "smoke": dict(n=900, n_identities=45, batch=R.batch_size, epochs=R.epochs, widths=R.widths),
-        "course": dict(n=5000, n_identities=250, batch=R.batch_size, epochs=R.epochs, widths=R.widths),
-        "full": dict(n=30000, n_identities=1500, batch=R.batch_size, epochs=R.epochs, widths=R.widths),
+        "smoke": dict(n=700, n_identities=40, seeds=(0,), epochs=R.epochs, widths=R.widths),
+        "course": dict(n=2000, n_identities=120, seeds=(0, 1, 2), epochs=R.epochs, widths=R.widths),
+        "full": dict(n=30000, n_identities=1500, seeds=(0, 1, 2, 3, 4), epochs=R.epochs, widths=R.widths),
     },
     "03_deep_emotion": {
         "smoke": dict(n=800, n_identities=40, batch=R.batch_size, epochs=R.epochs, seeds=(0, 1), high_lr=0.02,

@@ -116,30 +116,151 @@ def test_cli_writes_student_versions(tmp_path: Path):
         assert all(not c.get("outputs") for c in nbformat.read(path, as_version=4).cells if c.cell_type == "code")
 
 
-def _delegating_runs(nb) -> list[tuple[int, str]]:
-    """(exercise cell, delegating answer) pairs: an exercise cell's ``metadata.fer.delegates`` lists answers
-    that only call the package or library function the exercise asks the student to write."""
-    return [(i, answer) for i in _tagged(nb, "exercise")
-            for answer in nb.cells[i].metadata.get("fer", {}).get("delegates", [])]
+# ---------------------------------------------------------------------------------------------
+# Notebooks 00-05: an answer that merely calls the package or library function the exercise asks
+# for must FAIL its check. Each delegating answer replaces its exercise cell and is followed by
+# that exercise's check cell; every such check must end in an error.
+# ---------------------------------------------------------------------------------------------
+
+DELEGATING: dict[str, dict[str, list[str]]] = {
+    "00_datasets": {
+        "my_identity_split": [
+            "def my_identity_split(identities, test_fraction, seed=0):\n"
+            "    return identity_split(identities, test_size=test_fraction, seed=seed)\n",
+            "def my_identity_split(identities, test_fraction, seed=0):\n"
+            "    from sklearn.model_selection import GroupShuffleSplit\n"
+            "    split = GroupShuffleSplit(n_splits=1, test_size=test_fraction, random_state=seed)\n"
+            "    return next(split.split(identities, groups=identities))\n",
+        ],
+        "my_fer2013_row": [
+            "def my_fer2013_row(image, label, usage):\n"
+            "    import pathlib, tempfile\n"
+            "    path = pathlib.Path(tempfile.mkdtemp()) / 'fer2013.csv'\n"
+            "    formats.write_fer2013([{'image': image, 'label': label, 'usage': usage}], path, verbose=False)\n"
+            "    return path.read_text().splitlines()[1]\n",
+        ],
+    },
+    "01_face_detection": {
+        "my_tilted_integral": ["def my_tilted_integral(image):\n    return cv2.integral3(image)[2][:, 1:]\n"],
+        "my_line_feature": [
+            "def my_line_feature(S, x, y, w, h):\n"
+            "    table = cv2.integral(np.diff(np.diff(S, axis=0), axis=1))\n"
+            "    box = lambda bx, by, bw, bh: table[by + bh, bx + bw] - table[by, bx + bw] - table[by + bh, bx] + table[by, bx]\n"
+            "    return float(box(x, y, w, h) - 3 * box(x + w // 3, y, w // 3, h))\n",
+        ],
+        "my_similarity": [
+            "def my_similarity(src, dst):\n    return cv2.estimateAffinePartial2D(src, dst, method=cv2.LMEDS)[0]\n",
+            "def my_similarity(src, dst):\n    return faces.similarity_matrix(src, dst)\n",
+            "def my_similarity(src, dst):\n"
+            "    import skimage.transform\n"
+            "    transform = skimage.transform.SimilarityTransform()\n"
+            "    transform.estimate(src, dst)\n"
+            "    return transform.params[:2]\n",
+        ],
+    },
+    "02_cnn_baselines": {
+        "receptive_field": [
+            "def receptive_field(layers):\n"
+            "    return int(receptive_fields([(str(i), d * (k - 1) + 1, s) for i, (k, s, d) in enumerate(layers)]).iloc[-1, 0])\n",
+        ],
+        "gap_logits": [
+            "def gap_logits(feature_maps, weight, bias):\n"
+            "    return F.linear(F.adaptive_avg_pool2d(feature_maps, 1).flatten(1), weight, bias)\n",
+            "def gap_logits(feature_maps, weight, bias):\n"
+            "    pooled = nn.AdaptiveAvgPool2d(1)(feature_maps).flatten(1)\n"
+            "    linear = nn.Linear(weight.shape[1], weight.shape[0])\n"
+            "    linear.weight.data, linear.bias.data = weight, bias\n"
+            "    return linear(pooled)\n",
+        ],
+        "l2_svm_loss": [
+            "def l2_svm_loss(scores, labels, weight, C=1.0):\n"
+            "    return 0.5 * (weight ** 2).sum() + C * F.multi_margin_loss(scores, labels, p=2, reduction='sum')\n",
+        ],
+    },
+    "03_deep_emotion": {
+        'stn_forward': [
+            'def stn_forward(localisation, fc_loc, images):\n    theta = fc_loc(localisation(images)).view(-1, 2, 3)\n    return affine_warp(images, theta), theta\n',
+        ],
+        'occlusion_map': [
+            'def occlusion_map(model, image, target, patch=8, stride=4):\n    return explain.occlusion_sensitivity(model, image[None], [target], fill=0.0, patch=patch, stride=stride)[0]\n',
+        ],
+        'energy_and_hit': [
+            'def energy_and_hit(attribution, mask):\n    score = explain.pointing_game(attribution, mask)\n    return score["mass"], float(score["hit"])\n',
+        ],
+    },
+    "04_two_level_attention": {
+        'concordance': [
+            'def concordance(pred, target):\n    return 1 - ccc_loss(pred, target)\n',
+            'from fer_utils.metrics import ccc\n\ndef concordance(pred, target):\n    return ccc(target, pred)\n',
+            "def concordance(pred, target):\n    return 1 - va_loss('ccc', ('valence',))(pred[:, None], target[:, None])\n",
+        ],
+        'attention_pool': [
+            'def attention_pool(states, W, b, context):\n    pool = LevelAttention(W.shape[1], W.shape[0])\n    with torch.no_grad():\n        pool.W.weight.copy_(W); pool.W.bias.copy_(b); pool.context.copy_(context)\n    return pool(states)\n',
+        ],
+    },
+    "05_ddamfn": {
+        'dda_head': [
+            'def dda_head(head, features):\n    return head(features)\n',
+            'def dda_head(head, features):\n    a_h, a_w = head.directions(features)\n    return a_h * a_w\n',
+        ],
+        'diversity_loss': [
+            'def diversity_loss(maps):\n    return attention_loss(maps)\n',
+            'def diversity_loss(maps):\n    from fer_utils.losses import attention_loss as package_loss\n    return package_loss(maps)\n',
+        ],
+        'cosface_logits': [
+            'def cosface_logits(embeddings, weight, labels, scale, margin):\n    net = IdentityNet(COURSE, weight.shape[0], scale)\n    net.backbone = torch.nn.Identity()\n    net.weight.data = weight\n    return net(F.normalize(embeddings, dim=1)) - scale * margin * F.one_hot(labels, weight.shape[0])\n',
+        ],
+    },
+}
+
+#: What the delegating answers in section 3 of notebook 02 may call: section 3's own helper, defined here
+#: so that a delegating answer would otherwise succeed.
+HELPERS = {
+    "02_cnn_baselines": "def receptive_fields(layers):\n"
+                        "    import pandas as pd\n"
+                        "    field, jump, rows = 1, 1, []\n"
+                        "    for name, kernel, stride in layers:\n"
+                        "        field += (kernel - 1) * jump\n"
+                        "        jump *= stride\n"
+                        "        rows.append((name, field, jump))\n"
+                        "    return pd.DataFrame(rows).set_index(0)\n",
+}
 
 
-WITH_DELEGATES = [p for p in WITH_EXERCISES if _delegating_runs(read(p))]
+def _defines(source: str, name: str) -> bool:
+    return name in _defined_names(source)
 
 
-@pytest.mark.parametrize("path", WITH_DELEGATES, ids=[p.stem for p in WITH_DELEGATES])
-def test_delegating_answers_fail_their_checks(path: Path):
-    """Every listed delegating answer, run in place of the solution, makes the exercise's check cell fail."""
-    nb = read(path)
-    runs = _delegating_runs(nb)
+def _delegating_notebook(nb, answers: dict[str, list[str]], helper: str | None):
+    """Set-up cells, then for every delegating answer: the answer (in place of the exercise) and its check."""
+    out = setup_prefix(nb)
+    if helper:
+        out.cells.append(nbformat.v4.new_code_cell(helper))
+    exercises = _tagged(nb, "exercise")
     checks = _tagged(nb, "exercise-check")
-    program = setup_prefix(nb)
-    positions = []
-    for i, answer in runs:
-        check = min(c for c in checks if c > i)
-        program.cells.append(nbformat.v4.new_code_cell(answer))
-        program.cells.append(nb.cells[check])
-        positions.append(len(program.cells) - 1)
-    failed = _errors(program)
-    missed = [runs[k] for k, pos in enumerate(positions) if pos not in failed]
-    assert not missed, f"{path.name}: these delegating answers pass their checks: {missed}"
-    assert all(pos in positions for pos in failed), "only the check cells may fail"
+    expected = []
+    for name, sources in answers.items():
+        exercise = next(i for i in exercises if _defines(nb.cells[i].source, name))
+        check = min(i for i in checks if i > exercise)
+        for source in sources:
+            out.cells.append(nbformat.v4.new_code_cell(source))
+            out.cells.append(nbformat.from_dict(dict(nb.cells[check])))
+            expected.append(len(out.cells) - 1)
+    return out, expected
+
+
+def test_delegating_answers_cover_every_named_exercise():
+    for stem, answers in DELEGATING.items():
+        nb = read(ROOT / "notebooks" / f"{stem}.ipynb")
+        defined = set().union(*(_defined_names(nb.cells[i].source) for i in _tagged(nb, "exercise")))
+        assert set(answers) <= defined, f"{stem}: no exercise defines {set(answers) - defined}"
+
+
+@pytest.mark.parametrize("stem", sorted(DELEGATING))
+def test_delegating_answers_fail_their_checks(stem: str):
+    nb = read(ROOT / "notebooks" / f"{stem}.ipynb")
+    delegating, expected = _delegating_notebook(nb, DELEGATING[stem], HELPERS.get(stem))
+    errors = _errors(delegating)
+    assert [i for i in expected if i not in errors] == [], \
+        f"{stem}: a delegating answer passed its check (cells {[i for i in expected if i not in errors]})"
+    assert not set(errors) - set(expected), f"{stem}: set-up cells failed: {sorted(set(errors) - set(expected))}"
