@@ -48,10 +48,13 @@ WITH_EXERCISES = [p for p in NOTEBOOKS if _tagged(read(p), "exercise")]
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
-def test_every_notebook_has_two_exercises(path: Path):
+def test_every_notebook_has_three_exercises_after_its_summary(path: Path):
     nb = read(path)
     exercises, checks = _tagged(nb, "exercise"), _tagged(nb, "exercise-check")
-    assert len(exercises) >= 2, f"{path.name}: at least two exercises expected"
+    assert len(exercises) >= 3, f"{path.name}: at least three exercises expected"
+    summary = [i for i, c in enumerate(nb.cells) if c.cell_type == "markdown"
+               and any(line.startswith("#") and "Summary" in line for line in c.source.splitlines())]
+    assert summary and summary[0] < exercises[0], f"{path.name}: a Summary section must come before the exercises"
     assert len(checks) >= len(exercises), f"{path.name}: every exercise needs a check cell"
     for i in exercises:
         assert "### BEGIN SOLUTION" in nb.cells[i].source, f"{path.name} cell {i}: no solution region"
@@ -193,6 +196,10 @@ DELEGATING: dict[str, dict[str, list[str]]] = {
             'def concordance(pred, target):\n    return 1 - ccc_loss(pred, target)\n',
             'from fer_utils.metrics import ccc\n\ndef concordance(pred, target):\n    return ccc(target, pred)\n',
             "def concordance(pred, target):\n    return 1 - va_loss('ccc', ('valence',))(pred[:, None], target[:, None])\n",
+        ],
+        "sign_agreement": [
+            "def sign_agreement(pred, target):\n    return metrics.sagr(target, pred)\n",
+            "def sign_agreement(pred, target):\n    return metrics.va_metrics(target, pred, target, pred)['valence_sagr']\n",
         ],
         'attention_pool': [
             'def attention_pool(states, W, b, context):\n    pool = LevelAttention(W.shape[1], W.shape[0])\n    with torch.no_grad():\n        pool.W.weight.copy_(W); pool.W.bias.copy_(b); pool.context.copy_(context)\n    return pool(states)\n',
