@@ -293,8 +293,7 @@ def example_inputs(model: MGLN, batch: int = 1, frames: int = 3) -> tuple[Tensor
 def load_vgg16_features(model: MGLN, vgg_state_dict: dict[str, Tensor]) -> list[str]:
     """Copy ImageNet VGG16 ``features.*`` weights into the SSM by name (the authors' start); returns the keys copied.
 
-    Pass e.g. ``fer_utils.weights.load_vgg16_imagenet()`` (torchvision's ImageNet file, which you provide:
-    nothing is downloaded).
+    Pass e.g. ``torchvision.models.vgg16(weights="IMAGENET1K_V1").state_dict()`` (downloads once).
     """
     own = model.front_end.state_dict()
     copied = [k for k, v in vgg_state_dict.items() if k in own and own[k].shape == v.shape]
