@@ -251,7 +251,7 @@ def test_cache_dir_gives_same_bytes(tmp_path):
 def test_invalid_arguments(kwargs, name):
     with pytest.raises(ValueError, match=name):
         SynthFaces(10, **kwargs)
-    with pytest.raises(ValueError, match="'lab', 'wild'"):
+    with pytest.raises(ValueError, match="'lab', 'medium', 'wild'"):
         SynthFaces(10, difficulty="foo")
     with pytest.raises(ValueError, match="7 or 8"):
         SynthFaces(10, num_classes=6)
