@@ -1,6 +1,9 @@
 """Deep-Emotion: parameter counts, the identity-initialised transformer, dropout and eval mode."""
 from __future__ import annotations
 
+import math
+from dataclasses import replace
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -111,6 +114,24 @@ def test_l2_penalty_and_the_papers_optimizer():
     torch.testing.assert_close(l2_penalty(model), expected)
     optimizer, schedule = make_optimizer(model)
     assert schedule is None and optimizer.defaults["lr"] == 0.005 and optimizer.defaults["weight_decay"] == 1e-4
+
+
+def test_course_schedule_warms_up_then_decays_towards_zero():
+    """COURSE: epoch 0 at lr / 10, then lr (1 + cos(pi (e - 1) / (E - 1))) / 2, stepped once per epoch."""
+    from fer_utils.recipes.deep_emotion import COURSE, FULL
+    assert FULL.schedule == "none" and COURSE.schedule == "warmup-cosine"
+    optimizer, schedule = make_optimizer(DeepEmotion("reference"), COURSE)
+    seen = []
+    for _ in range(COURSE.epochs):
+        seen.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        schedule.step()
+    E = COURSE.epochs
+    expected = [0.0005] + [0.005 * (1 + math.cos(math.pi * (e - 1) / (E - 1))) / 2 for e in range(1, E)]
+    assert seen == pytest.approx(expected, rel=1e-9, abs=1e-12)
+    assert seen[1] == pytest.approx(0.005) and 0 < seen[-1] < 0.005 / 50   # the last epoch: almost still
+    with pytest.raises(ValueError, match="schedule 'step'"):
+        make_optimizer(DeepEmotion("reference"), replace(COURSE, schedule="step"))
 
 
 def test_learns_a_toy_task_quickly():

@@ -41,7 +41,7 @@ class TwoLevelRecipe(Recipe):
 FULL = TwoLevelRecipe(name="full", paper="Wang et al. 2018 (2Att-2Mt), hyper-parameters ours", epochs=30,
                       stage2_epochs=20, batch_size=128, lr=1e-3, weight_decay=1e-4, optimizer="adam",
                       input_size=48, channels=1, normalize="symmetric")
-COURSE = replace(FULL, name="course", epochs=3, stage2_epochs=2, batch_size=32)
+COURSE = replace(FULL, name="course", epochs=6, stage2_epochs=6, batch_size=32)
 SMOKE = replace(FULL, name="smoke", epochs=2, stage2_epochs=3, batch_size=16)
 
 
@@ -80,14 +80,16 @@ class Classifier(nn.Module):
 
 def train_stage(model: TwoLevelAttentionNet, train_loader, epochs: int, stage: str, lr: float = 1e-3,
                 loss_fn: Callable | None = None, val_loader=None, device: str | torch.device = "cpu",
-                progress: bool = True, recipe: TwoLevelRecipe = FULL, bar: tqdm | None = None) -> dict[str, list]:
+                progress: bool = True, recipe: TwoLevelRecipe = FULL, bar: tqdm | None = None,
+                channels_last: bool = False) -> dict[str, list]:
     """Train ``model`` in place for one stage (:func:`make_optimizer`: Adam + cosine over ``epochs``).
 
     ``stage="expression"``: batches (images, labels), cross-entropy on the logits (stage 1).
     ``stage="va"``: batches (images, (batch, 2) valence-arousal targets), ``loss_fn`` (default
     ``va_loss("mse")``) on the va outputs (stage 2). Returns ``fit``'s history. With ``bar`` (a tqdm
     counting epochs, shared by several stages or runs) ``fit`` runs one epoch at a time without its own
-    bar; the optimiser, schedule and batch order are the same as in one call.
+    bar; the optimiser, schedule and batch order are the same as in one call. ``channels_last``: see
+    ``fer_utils.train.fit`` (the same numbers up to float rounding, faster convolutions on CPU).
     """
     if epochs <= 0:
         return {}
@@ -97,11 +99,11 @@ def train_stage(model: TwoLevelAttentionNet, train_loader, epochs: int, stage: s
     net, loss = (Classifier(model), nn.CrossEntropyLoss()) if stage == "expression" else (model, loss_fn or va_loss("mse"))
     if bar is None:
         return fit(net, train_loader, epochs, optimizer, loss, val_loader=val_loader, device=device,
-                   scheduler=schedule, progress=progress)
+                   scheduler=schedule, progress=progress, channels_last=channels_last)
     history: dict[str, list] = {}
     for _ in range(epochs):
         one = fit(net, train_loader, 1, optimizer, loss, val_loader=val_loader, device=device, scheduler=schedule,
-                  progress=False)
+                  progress=False, channels_last=channels_last)
         for key, values in one.items():
             history.setdefault(key, []).extend(values)
         bar.update(1)
@@ -129,13 +131,14 @@ def va_scores(va_true: np.ndarray, va_pred: np.ndarray) -> dict[str, float]:
 def two_stage(make_model: Callable[[], TwoLevelAttentionNet], loaders: dict, epochs: tuple[int, int],
               loss_fn: Callable | None = None, stage1: dict | None = None, seed: int = 0, lr: float = 1e-3,
               val_loaders: dict | None = None, device: str | torch.device = "cpu", progress: bool = True,
-              bar: tqdm | None = None) -> dict:
+              bar: tqdm | None = None, channels_last: bool = False) -> dict:
     """Stage 1 (expressions, ``epochs[0]`` epochs) then stage 2 (valence-arousal, ``epochs[1]``).
 
     ``loaders`` / ``val_loaders``: dicts with an ``expression`` and a ``va`` loader. Pass ``stage1``
     (the result of an earlier call) to reuse its stage-1 model: a deep copy is fine-tuned, the
     original stays as it is. ``epochs[0] = 0``: one-stage training, from scratch on valence-arousal.
     One progress bar (in epochs) covers both stages; pass ``bar`` to share one over several runs.
+    ``channels_last`` is passed to :func:`train_stage`.
     Returns ``stage1`` and ``model`` (the models), ``history1`` / ``history2`` and the seconds taken.
     """
     val_loaders = val_loaders or {}
@@ -148,13 +151,15 @@ def two_stage(make_model: Callable[[], TwoLevelAttentionNet], loaders: dict, epo
         torch.manual_seed(seed)
         first = make_model()
         history1 = train_stage(first, loaders["expression"], epochs[0], "expression", lr=lr,
-                               val_loader=val_loaders.get("expression"), device=device, bar=bar)
+                               val_loader=val_loaders.get("expression"), device=device, bar=bar,
+                               channels_last=channels_last)
         stage1 = {"stage1": first, "history1": history1, "seconds_stage1": time.time() - start}
     model = copy.deepcopy(stage1["stage1"])
     torch.manual_seed(seed + 1)
     start2 = time.time()
     history2 = train_stage(model, loaders["va"], epochs[1], "va", lr=lr, loss_fn=loss_fn,
-                           val_loader=val_loaders.get("va"), device=device, bar=bar)
+                           val_loader=val_loaders.get("va"), device=device, bar=bar,
+                           channels_last=channels_last)
     if own_bar:
         bar.close()
     return {"stage1": stage1["stage1"], "history1": stage1["history1"], "seconds_stage1": stage1["seconds_stage1"],
