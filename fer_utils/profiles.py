@@ -97,7 +97,7 @@ SETTINGS: dict[str, dict[str, dict[str, Any]]] = {
                       pretrain=dict(n=400, n_identities=20, epochs=3), ablation_epochs=1, head_epochs=3),
         "course": dict(difficulty="medium", n=1200, n_identities=60, folds=3, epochs=R.epochs, batch=R.batch_size,
                        config=R.config, optimizer=R.optimizer, lr=R.lr, per_class=12, seeds=(0, 1, 2),
-                       pretrain=dict(n=1200, n_identities=80, epochs=4), ablation_epochs=2, head_epochs=20),
+                       pretrain=dict(n=1200, n_identities=80, epochs=4), ablation_epochs=R.epochs, head_epochs=20),
         "full": dict(difficulty="medium", n=30000, n_identities=1500, folds=10, epochs=R.epochs, batch=R.batch_size,
                      config=R.config, optimizer=R.optimizer, lr=R.lr, per_class=30, seeds=(0, 1, 2),
                      pretrain=dict(n=30000, n_identities=1500, epochs=10), ablation_epochs=10, head_epochs=30),
