@@ -189,3 +189,25 @@ def test_notebook_reads_an_affectnet_export(tmp_path):
                       env={"FER_RESULTS_DIR": "", "FER_FIGURES_DIR": ""})
     recorded = json.loads(results.read_text())
     assert recorded["data.dataset"] == "affectnet" and recorded["data.n_faces"] == 200
+
+
+def test_two_stage_in_channels_last_gives_the_same_numbers():
+    """``channels_last=True`` changes the memory order only: both stages' curves equal the default's
+    up to float rounding (the summation order of the convolutions differs)."""
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from fer_utils.recipes.two_level import two_stage
+    torch.manual_seed(0)
+    images, labels, va = torch.randn(16, 1, 48, 48), torch.randint(0, 7, (16,)), torch.rand(16, 2) * 2 - 1
+
+    def run(channels_last: bool) -> dict:
+        loaders = {key: DataLoader(TensorDataset(images, y), batch_size=8, shuffle=True,
+                                   generator=torch.Generator().manual_seed(0)) for key, y in
+                   (("expression", labels), ("va", va))}
+        return two_stage(lambda: TwoLevelAttentionNet(num_classes=7, **COURSE_CONFIG), loaders, (1, 1),
+                         loss_fn=va_loss("ccc"), progress=False, channels_last=channels_last)
+
+    plain, fast = run(False), run(True)
+    assert fast["model"].backbone.stem[0].weight.is_contiguous(memory_format=torch.channels_last)
+    for stage in ("history1", "history2"):
+        np.testing.assert_allclose(fast[stage]["train_loss"], plain[stage]["train_loss"], rtol=1e-4)
