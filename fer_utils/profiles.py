@@ -2,8 +2,9 @@
 
 - ``smoke``: for CI. Tiny data, one or two epochs, a notebook in about a minute
   on two CPU cores; still shows that learning happens.
-- ``course`` (default): for a student's laptop. At most about 8 minutes per
-  notebook on two CPU cores; reaches the accuracy targets on SynthFaces.
+- ``course`` (default): for a student's laptop. About 1 to 12 minutes per notebook
+  on two CPU cores (the README's timing table); the paper notebooks train each
+  model to a plateau with three seeds per arm on SynthFaces.
 - ``full``: the paper's hyper-parameters and a real dataset; meant for a GPU.
 
 A notebook's ``parameters`` cell sets ``profile``; the environment variable
