@@ -192,8 +192,9 @@ def test_notebook_reads_an_affectnet_export(tmp_path):
 
 
 def test_two_stage_in_channels_last_gives_the_same_numbers():
-    """``channels_last=True`` changes the memory order only: both stages' curves equal the default's
-    up to float rounding (the summation order of the convolutions differs)."""
+    """``channels_last=True`` changes the memory order only: both stages' curves equal the default's up to
+    float rounding. The tolerance is 1e-2 relative: the convolutions sum in another order, and Adam's first
+    update (about lr * g / |g| per weight) turns last-bit differences of tiny gradients into whole steps."""
     from torch.utils.data import DataLoader, TensorDataset
 
     from fer_utils.recipes.two_level import two_stage
@@ -210,4 +211,4 @@ def test_two_stage_in_channels_last_gives_the_same_numbers():
     plain, fast = run(False), run(True)
     assert fast["model"].backbone.stem[0].weight.is_contiguous(memory_format=torch.channels_last)
     for stage in ("history1", "history2"):
-        np.testing.assert_allclose(fast[stage]["train_loss"], plain[stage]["train_loss"], rtol=1e-4)
+        np.testing.assert_allclose(fast[stage]["train_loss"], plain[stage]["train_loss"], rtol=1e-2)

@@ -39,7 +39,7 @@ FULL = DeepEmotionRecipe(name="full", paper="Minaee et al. 2019 (Deep-Emotion)",
 #: ln 7 at the paper's constant lr 0.005 (the network gave every face the same class); the cosine decay lets
 #: a short run settle, so that notebook 03 can show a flat test curve at the end of the budget.
 COURSE = replace(FULL, name="course", epochs=16, batch_size=64, schedule="warmup-cosine")
-SMOKE = replace(FULL, name="smoke", epochs=8, batch_size=64, schedule="warmup-cosine")  # batch 32: stuck at ln 7
+SMOKE = replace(FULL, name="smoke", epochs=6, batch_size=64, schedule="warmup-cosine")  # batch 32: stuck at ln 7
 
 
 def build_model(recipe: DeepEmotionRecipe) -> DeepEmotion:
