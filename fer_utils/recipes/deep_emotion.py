@@ -35,9 +35,10 @@ FULL = DeepEmotionRecipe(name="full", paper="Minaee et al. 2019 (Deep-Emotion)",
                          normalize="symmetric")
 #: What notebook 03 trains on two CPU cores, a scaled-down course configuration: the paper's optimiser and
 #: learning rate, batch 64 instead of the unofficial code's 128 (1,600 training faces then give 25 steps an
-#: epoch), 16 epochs and OUR warm-up + cosine schedule. Without the warm-up, two of three seeds never left
-#: ln 7 at the paper's constant lr 0.005 (the network gave every face the same class); the cosine decay lets
-#: a short run settle, so that notebook 03 can show a flat test curve at the end of the budget.
+#: epoch), 16 epochs and OUR warm-up + cosine schedule. The warm-up guards against full-size Adam steps from
+#: the first batch leaving the network at ln 7 (every face the same class: seen in a 12-epoch constant-rate
+#: run, not in notebook 03's constant-rate arm); the cosine decay lets a short run settle, so that notebook
+#: 03 can show a flat test curve at the end of the budget.
 COURSE = replace(FULL, name="course", epochs=16, batch_size=64, schedule="warmup-cosine")
 SMOKE = replace(FULL, name="smoke", epochs=6, batch_size=64, schedule="warmup-cosine")  # batch 32: stuck at ln 7
 
