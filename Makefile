@@ -18,10 +18,13 @@ run: $(STAMP)
 	$(COURSE) run --profile $${FER_PROFILE:-course} --out outputs $(NB)
 
 ## test: unit tests, every notebook under nbval (smoke) and the notebook checks, on both cores
+# One file per worker at a time (loadfile: a notebook's cells share one kernel), handed out in the
+# order given: tests/ first (it holds the longest files), the notebooks last, so that the two workers
+# finish together (xdist's default would order the files by their number of tests).
 test: $(STAMP)
-	FER_PROFILE=smoke $(PY) -m pytest -n 2 --dist loadfile -q \
+	FER_PROFILE=smoke $(PY) -m pytest -n 2 --dist loadfile --no-loadscope-reorder -q \
 	    --nbval-lax --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg \
-	    notebooks tests
+	    tests notebooks
 
 ## lab: open JupyterLab from .venv on LAB_DIR (default: the repository root) with LAB_ARGS
 lab: $(STAMP)

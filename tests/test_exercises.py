@@ -3,12 +3,14 @@
 An exercise is a code cell tagged ``exercise`` holding a BEGIN/END SOLUTION
 region, followed by a cell tagged ``exercise-check``. Exercise and check cells
 are self-contained given the notebook's set-up cell, so they can be run on
-their own: the solution versions must pass every check and the student
-versions must fail at exactly the check cells and nowhere else.
+their own: after the set-up, each exercise's student stub must fail at exactly
+its check cells and nowhere else, and its solution must then pass them (one
+kernel per notebook).
 """
 from __future__ import annotations
 
 import ast
+import copy
 from pathlib import Path
 
 import nbformat
@@ -75,12 +77,27 @@ def _python_only(source: str) -> str:
     return "\n".join("" if line.lstrip().startswith(("%", "!")) else line for line in source.splitlines())
 
 
-def _exercise_only(nb):
-    """Set-up cells plus the exercise and check cells, in order."""
-    keep = setup_prefix(nb)
-    for i in sorted(_tagged(nb, "exercise") + _tagged(nb, "exercise-check")):
-        keep.cells.append(nb.cells[i])
-    return keep
+def _stub_then_solution(solution, student):
+    """Set-up cells, then for each exercise in order: the student's stub and the exercise's check cells,
+    then the solution and the same checks again. Returns that notebook and the positions of the checks
+    that follow a stub (where, and only where, errors are expected): each exercise is tested on its own,
+    after the solutions of the exercises before it, and the solutions must pass on the same kernel."""
+    run, stub_checks = setup_prefix(solution), []
+    groups: list[tuple[int, list[int]]] = []
+    for i in sorted(_tagged(solution, "exercise") + _tagged(solution, "exercise-check")):
+        if "exercise" in solution.cells[i].metadata.get("tags", []):
+            groups.append((i, []))
+        else:
+            assert groups, f"cell {i}: a check cell before the first exercise"
+            groups[-1][1].append(i)
+    for exercise, checks in groups:
+        for version in (student, solution):
+            run.cells.append(nbformat.from_dict(copy.deepcopy(version.cells[exercise])))
+            for i in checks:
+                if version is student:
+                    stub_checks.append(len(run.cells))
+                run.cells.append(nbformat.from_dict(copy.deepcopy(solution.cells[i])))
+    return run, stub_checks
 
 
 def _errors(nb) -> list[int]:
@@ -103,11 +120,18 @@ def test_student_version_fails_exactly_at_the_checks(path: Path):
         if cell.cell_type == "code" and i not in changed and "exercise-check" not in cell.metadata.get("tags", []):
             used = {n.id for n in ast.walk(ast.parse(_python_only(cell.source))) if isinstance(n, ast.Name)}
             assert not used & exercise_names, f"cell {i} uses exercise names {used & exercise_names}"
-    # Run set-up + exercises + checks: the solutions pass, the stubs fail exactly at the checks.
-    assert _errors(_exercise_only(solution)) == []
-    student_run = _exercise_only(student)
-    check_positions = [i for i, c in enumerate(student_run.cells) if "exercise-check" in c.metadata.get("tags", [])]
-    assert _errors(student_run) == check_positions
+    # One kernel: set-up, then each exercise's stub + checks (must fail there), its solution + checks (must
+    # pass); then, for 00-05, every delegating answer (DELEGATING, below) + its check (must fail).
+    run, stub_checks = _stub_then_solution(solution, student)
+    delegating = []
+    if path.stem in DELEGATING:
+        run, delegating = _delegating_notebook(solution, DELEGATING[path.stem], HELPERS.get(path.stem), run)
+    errors = _errors(run)
+    unexpected = sorted(set(errors) - set(stub_checks) - set(delegating))
+    assert unexpected == [], f"{path.name}: cells failed where no error is expected: {unexpected}"
+    assert [i for i in stub_checks if i not in errors] == [], f"{path.name}: a stub passed its check"
+    assert [i for i in delegating if i not in errors] == [], \
+        f"{path.name}: a delegating answer passed its check (cells {[i for i in delegating if i not in errors]})"
 
 
 def test_cli_writes_student_versions(tmp_path: Path):
@@ -238,9 +262,10 @@ def _defines(source: str, name: str) -> bool:
     return name in _defined_names(source)
 
 
-def _delegating_notebook(nb, answers: dict[str, list[str]], helper: str | None):
-    """Set-up cells, then for every delegating answer: the answer (in place of the exercise) and its check."""
-    out = setup_prefix(nb)
+def _delegating_notebook(nb, answers: dict[str, list[str]], helper: str | None, out=None):
+    """``out`` (default: the set-up cells), then for every delegating answer: the answer (in place of the
+    exercise) and its check. Returns the notebook and the positions of those checks."""
+    out = setup_prefix(nb) if out is None else out
     if helper:
         out.cells.append(nbformat.v4.new_code_cell(helper))
     exercises = _tagged(nb, "exercise")
@@ -263,11 +288,7 @@ def test_delegating_answers_cover_every_named_exercise():
         assert set(answers) <= defined, f"{stem}: no exercise defines {set(answers) - defined}"
 
 
-@pytest.mark.parametrize("stem", sorted(DELEGATING))
-def test_delegating_answers_fail_their_checks(stem: str):
-    nb = read(ROOT / "notebooks" / f"{stem}.ipynb")
-    delegating, expected = _delegating_notebook(nb, DELEGATING[stem], HELPERS.get(stem))
-    errors = _errors(delegating)
-    assert [i for i in expected if i not in errors] == [], \
-        f"{stem}: a delegating answer passed its check (cells {[i for i in expected if i not in errors]})"
-    assert not set(errors) - set(expected), f"{stem}: set-up cells failed: {sorted(set(errors) - set(expected))}"
+def test_delegating_answers_run_with_the_student_versions():
+    """Each notebook's delegating answers are checked in ``test_student_version_fails_exactly_at_the_checks``
+    (the same kernel, after the stubs and the solutions); every notebook named here has exercises."""
+    assert set(DELEGATING) <= {p.stem for p in WITH_EXERCISES}

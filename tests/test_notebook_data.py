@@ -2,12 +2,16 @@
 ``fer_utils.data.sources.open_dataset``), and runs end to end, smoke profile, on a real-format export
 of each real dataset it accepts.
 
-The refusals are checked in one kernel per notebook: the parameters and set-up cells run once with
-SynthFaces, then the set-up cell again after each bad assignment; each must fail in that cell with
-open_dataset's message.
+The set-up cell is checked in one kernel per notebook: the parameters cell, papermill's injected
+parameters (``profile``, ``seed``, ``results_path``; injected by papermill's own
+``parameterize_notebook``, as ``papermill.execute_notebook`` does) and the set-up cell run once with
+SynthFaces, and the injected values must take effect; then the set-up cell runs again after each bad
+assignment, and each must fail in that cell with open_dataset's message.
 """
 from __future__ import annotations
 
+import json
+import os
 import re
 from pathlib import Path
 
@@ -16,6 +20,7 @@ import numpy as np
 import papermill as pm
 import pytest
 from nbclient import NotebookClient
+from papermill.parameterize import parameterize_notebook
 
 from fer_utils.data import formats as F
 from nbtools import NOTEBOOKS, ROOT, read, setup_prefix
@@ -29,12 +34,20 @@ def _error_text(cell) -> str:
     return "\n".join(f"{o.get('ename')}: {o.get('evalue')}" for o in cell.outputs if o.output_type == "error")
 
 
-def _refusals(path: Path, tmp: Path) -> dict[str, str]:
-    """Run the set-up cell after each bad assignment, in one kernel; return assignment -> error text."""
+INJECTED = {"profile": "smoke", "seed": 7}
+
+
+def _injected(path: Path, results: Path):
+    """Parameters + set-up cells with papermill's injected-parameters cell (``INJECTED`` + ``results_path``)."""
     nb = setup_prefix(read(path))
+    nb.metadata["papermill"] = nbformat.NotebookNode()
+    return parameterize_notebook(nb, {**INJECTED, "results_path": str(results)})
+
+
+def _attempts(nb, client: NotebookClient, path: Path, empty: Path, results: Path) -> dict[str, str]:
+    """The injected first run, then the set-up cell after each bad assignment: assignment -> error text
+    (``_recorded``: what the first run wrote to ``results_path``; ``_accepted``: the datasets it accepts)."""
     setup = _setup_index(nb)
-    client = NotebookClient(nb, kernel_name="python3", timeout=600, allow_errors=True,
-                            resources={"metadata": {"path": str(path.parent)}})
     found: dict[str, str] = {}
 
     def attempt(assignment: str) -> str:
@@ -44,25 +57,46 @@ def _refusals(path: Path, tmp: Path) -> dict[str, str]:
         found[assignment] = _error_text(nb.cells[-1])
         return found[assignment]
 
-    with client.setup_kernel():
-        for index in range(len(nb.cells)):
-            client.execute_cell(nb.cells[index], index)
-        assert not _error_text(nb.cells[setup]), f"{path.name}: the set-up cell fails with SynthFaces"
-        first = attempt('dataset = "no_such_dataset"; data_root = None')
-        accepted = re.findall(r"'(\w+)'", first.split("accepts", 1)[-1]) if "accepts" in first else []
-        real = [name for name in accepted if name != "synthfaces"]
-        for name in real:
-            attempt(f'dataset = "{name}"; data_root = None')
-            attempt(f'dataset = "{name}"; data_root = {str(tmp)!r}')
-        attempt('dataset = "synthfaces"; data_root = "/some/folder"')
-        attempt(f'dataset = "{"rafdb" if "rafdb" not in accepted else "ferg"}"; data_root = {str(tmp)!r}')
+    for index in range(len(nb.cells)):
+        client.execute_cell(nb.cells[index], index)
+    assert not _error_text(nb.cells[setup]), f"{path.name}: the set-up cell fails with SynthFaces"
+    found["_recorded"] = results.read_text() if results.exists() else "{}"
+    first = attempt('dataset = "no_such_dataset"; data_root = None')
+    accepted = re.findall(r"'(\w+)'", first.split("accepts", 1)[-1]) if "accepts" in first else []
+    for name in (name for name in accepted if name != "synthfaces"):
+        attempt(f'dataset = "{name}"; data_root = None')
+        attempt(f'dataset = "{name}"; data_root = {str(empty)!r}')
+    attempt('dataset = "synthfaces"; data_root = "/some/folder"')
+    attempt(f'dataset = "{"rafdb" if "rafdb" not in accepted else "ferg"}"; data_root = {str(empty)!r}')
     found["_accepted"] = ",".join(accepted)
     return found
 
 
+def _refusals(path: Path, tmp: Path) -> dict[str, str]:
+    """``_attempts`` in one kernel, started with FER_RESULTS_DIR / FER_FIGURES_DIR empty (so that the
+    injected ``results_path`` is where the notebook records); ``tmp/empty`` is the empty data folder."""
+    (tmp / "empty").mkdir()
+    nb = _injected(path, tmp / "r.json")
+    client = NotebookClient(nb, kernel_name="python3", timeout=600, allow_errors=True,
+                            resources={"metadata": {"path": str(path.parent)}})
+    old = dict(os.environ)
+    os.environ.update({"FER_RESULTS_DIR": "", "FER_FIGURES_DIR": ""})
+    try:
+        with client.setup_kernel():
+            os.environ.clear()
+            os.environ.update(old)
+            return _attempts(nb, client, path, tmp / "empty", tmp / "r.json")
+    finally:
+        os.environ.clear()
+        os.environ.update(old)
+
+
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
-def test_bad_dataset_or_data_root_fails_in_the_setup_cell(path: Path, tmp_path: Path):
+def test_injected_parameters_apply_and_bad_dataset_fails_in_the_setup_cell(path: Path, tmp_path: Path):
     found = _refusals(path, tmp_path)
+    recorded = json.loads(found.pop("_recorded"))
+    assert (recorded.get("profile"), recorded.get("seed")) == ("smoke", 7), \
+        f"{path.name}: papermill's injected profile / seed did not reach results_path: {recorded}"
     accepted = found.pop("_accepted").split(",")
     assert "synthfaces" in accepted, f"{path.name}: an unknown dataset is not refused by open_dataset: {found}"
     for trial, error in found.items():
@@ -79,7 +113,7 @@ def _export(name: str, root: Path) -> None:
     """A small export in the dataset's first layout of data/README.md (random faces, all classes)."""
     rng = np.random.default_rng(0)
     gray, size = {"fer2013": (True, 48), "affectnet": (False, 64), "rafdb": (False, 100)}[name]
-    n = 900
+    n = 420  # 60 a class: every split holds each class (05 shows two test faces a class); 900 cost 85 s more
     split = {"fer2013": ("train",) * 6 + ("val", "test"), "affectnet": ("train",) * 4 + ("val",),
              "rafdb": ("train",) * 4 + ("test",)}[name]
     samples = [{"image": rng.integers(0, 256, (size, size) if gray else (size, size, 3), dtype=np.uint8),

@@ -1,4 +1,4 @@
-"""The notebook harness: structure of committed notebooks, papermill injection, recorded metrics.
+"""The notebook harness: structure of committed notebooks, recorded metrics.
 
 Each notebook declares its own contract in ``metadata.fer``:
 ``checks`` (thresholds on the smoke run), ``course_checks`` (on the committed
@@ -7,8 +7,8 @@ Each notebook declares its own contract in ``metadata.fer``:
 Each notebook is executed once per ``make test``, by nbval (cell by cell,
 comparing the checked outputs); what that run records and draws is checked by
 the item ``recorded metrics (smoke)`` that ``tests/conftest.py`` appends after
-the notebook's last cell. Here, papermill runs only each notebook's parameters
-and set-up cells, to show that injected parameters take effect.
+the notebook's last cell. That papermill's injected parameters take effect is
+checked with the set-up cell's refusals, in ``tests/test_notebook_data.py``.
 """
 from __future__ import annotations
 
@@ -18,8 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from nbtools import (NOTEBOOKS, PARAMETERS, ROOT, check_metrics, code_cells, declared,
-                     execute_papermill, read, setup_prefix)
+from nbtools import NOTEBOOKS, PARAMETERS, ROOT, check_metrics, code_cells, declared, read
 
 ids = [p.stem for p in NOTEBOOKS]
 ABSOLUTE = re.compile(r"(/tmp/|/work/|/root/|/home/|/Users/|[A-Z]:\\\\)")
@@ -56,21 +55,6 @@ def test_committed_results_meet_course_thresholds(path: Path):
     results = json.loads(results_file.read_text())
     assert results.get("profile") == "course", "results/ must come from a course-profile run"
     check_metrics(results, declared(read(path)).get("course_checks", {}), f"results/{path.stem}.json")
-
-
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=ids)
-def test_parameters_are_injected(path: Path, tmp_path: Path):
-    """papermill on the notebook's own parameters + set-up cells: injected values take effect."""
-    src = tmp_path / path.name
-    import nbformat
-
-    nbformat.write(setup_prefix(read(path)), src)
-    results = tmp_path / "r.json"
-    execute_papermill(src, tmp_path / "out.ipynb",
-                      {"profile": "smoke", "seed": 7, "results_path": str(results)},
-                      env={"FER_RESULTS_DIR": "", "FER_FIGURES_DIR": ""})
-    recorded = json.loads(results.read_text())
-    assert recorded["profile"] == "smoke" and recorded["seed"] == 7
 
 
 def test_readme_timing_table_is_generated_from_results():
