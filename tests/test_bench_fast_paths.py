@@ -11,6 +11,7 @@ import re
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -71,6 +72,38 @@ def test_committed_result_meets_its_own_criteria():
         assert arm["steps_per_s"] == round(1 / arm["median_wall_step_s"], 4)
         assert len(arm["wall_step_s"]) == len(arm["cpu_step_s"]) == RESULT["timed_steps"]
     assert RESULT["goal"] == bench.verdict(RESULT)
+    eager = RESULT["arms"]["eager"]["wall_step_s"]
+    for name, paired in RESULT["paired_speedup_vs_eager"].items():
+        from_lists = [e / a for e, a in zip(eager, RESULT["arms"][name]["wall_step_s"])]  # rounded to 1 ms
+        assert paired["ratios"] == pytest.approx(from_lists, rel=2e-3), name
+        assert paired["median"] == pytest.approx(float(np.median(paired["ratios"])), abs=1e-3)
+        assert paired["ci95"][0] <= paired["median"] <= paired["ci95"][1]
+
+
+def _runs(times):
+    return [{"wall_s": t} for t in times]
+
+
+def test_paired_speedup_is_the_median_round_ratio_with_its_interval():
+    eager = _runs([2.0, 2.2, 1.8, 2.4, 2.0, 2.1])
+    exact = bench.paired_speedup(eager, _runs([t / 1.6 for t in (2.0, 2.2, 1.8, 2.4, 2.0, 2.1)]))
+    assert exact["median"] == 1.6 and exact["ci95"] == [1.6, 1.6]       # a constant ratio: no spread
+    noisy = bench.paired_speedup(eager, _runs([1.0, 1.6, 1.5, 1.5, 1.0, 1.9]))
+    assert noisy["median"] == pytest.approx(float(np.median([2.0, 2.2 / 1.6, 1.2, 1.6, 2.0, 2.1 / 1.9])), abs=1e-3)
+    assert noisy["ci95"][0] < noisy["median"] < noisy["ci95"][1]
+    assert noisy == bench.paired_speedup(eager, _runs([1.0, 1.6, 1.5, 1.5, 1.0, 1.9]))   # seeded
+
+
+@pytest.mark.parametrize("ci95, status", [([1.52, 1.7], "met"), ([1.3, 1.45], "not met"),
+                                          ([1.4, 1.6], "not resolved")])
+def test_goal_is_judged_on_the_whole_interval(ci95, status):
+    result = {"speedup_vs_eager": {"eager": 1.0, "channels_last": 1.2, "compiled": 1.55},
+              "same_math": {"channels_last": {"same_math": True}, "compiled": {"same_math": True}},
+              "paired_speedup_vs_eager": {"channels_last": {"ci95": [1.1, 1.3]}, "compiled": {"ci95": ci95}}}
+    goal = bench.verdict(result)
+    assert goal["best_fast_path"] == "compiled" and goal["status"] == status and goal["met"] == (status == "met")
+    result["same_math"]["compiled"]["same_math"] = False
+    assert not bench.verdict(result)["met"]
 
 
 def test_readme_quotes_the_committed_result():
