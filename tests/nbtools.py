@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 from pathlib import Path
 
 import nbformat
@@ -58,14 +59,21 @@ def setup_prefix(nb):
     raise AssertionError("no cell calls course.start(...)")
 
 
-def execute_papermill(src: Path, dst: Path, parameters: dict, env: dict | None = None) -> None:
-    import papermill as pm
-
+@contextmanager
+def environ(env: dict | None):
+    """``os.environ`` updated with ``env`` inside the block (a kernel started there inherits it), then restored."""
     old = dict(os.environ)
     os.environ.update(env or {})
     try:
-        pm.execute_notebook(str(src), str(dst), parameters=parameters, kernel_name="python3",
-                            progress_bar=False, cwd=str(ROOT / "notebooks"))
+        yield
     finally:
         os.environ.clear()
         os.environ.update(old)
+
+
+def execute_papermill(src: Path, dst: Path, parameters: dict, env: dict | None = None) -> None:
+    import papermill as pm
+
+    with environ(env):
+        pm.execute_notebook(str(src), str(dst), parameters=parameters, kernel_name="python3",
+                            progress_bar=False, cwd=str(ROOT / "notebooks"))

@@ -11,7 +11,6 @@ assignment, and each must fail in that cell with open_dataset's message.
 from __future__ import annotations
 
 import json
-import os
 import re
 from pathlib import Path
 
@@ -23,7 +22,7 @@ from nbclient import NotebookClient
 from papermill.parameterize import parameterize_notebook
 
 from fer_utils.data import formats as F
-from nbtools import NOTEBOOKS, ROOT, read, setup_prefix
+from nbtools import NOTEBOOKS, ROOT, environ, read, setup_prefix
 
 
 def _setup_index(nb) -> int:
@@ -79,16 +78,8 @@ def _refusals(path: Path, tmp: Path) -> dict[str, str]:
     nb = _injected(path, tmp / "r.json")
     client = NotebookClient(nb, kernel_name="python3", timeout=600, allow_errors=True,
                             resources={"metadata": {"path": str(path.parent)}})
-    old = dict(os.environ)
-    os.environ.update({"FER_RESULTS_DIR": "", "FER_FIGURES_DIR": ""})
-    try:
-        with client.setup_kernel():
-            os.environ.clear()
-            os.environ.update(old)
-            return _attempts(nb, client, path, tmp / "empty", tmp / "r.json")
-    finally:
-        os.environ.clear()
-        os.environ.update(old)
+    with environ({"FER_RESULTS_DIR": "", "FER_FIGURES_DIR": ""}), client.setup_kernel():
+        return _attempts(nb, client, path, tmp / "empty", tmp / "r.json")
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
