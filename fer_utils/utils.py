@@ -1,4 +1,4 @@
-"""Seeding, device choice and metric recording shared by every notebook."""
+"""Seeding, device choice, metric recording and the cache folder shared by every notebook."""
 from __future__ import annotations
 
 import json
@@ -9,7 +9,21 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import platformdirs
 import torch
+
+
+def cache_dir() -> Path:
+    """The root of the course's caches (assets, trained models): ``$FER_CACHE_DIR`` if set, else the
+    per-user cache folder (``platformdirs.user_cache_dir("fer-utils")``, e.g. ``~/.cache/fer-utils``).
+
+    Never inside the package or the repository, so an installed (non-editable) package writes
+    nothing into site-packages.
+    """
+    override = os.environ.get("FER_CACHE_DIR")
+    if override:
+        return Path(override).expanduser()
+    return Path(platformdirs.user_cache_dir("fer-utils", appauthor=False))
 
 
 def seed_everything(seed: int = 0, deterministic: bool = True) -> None:

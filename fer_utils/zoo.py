@@ -1,8 +1,9 @@
 """The course model cache: each paper notebook saves its final model, notebook 09 loads them all.
 
 A model is saved as a plain dict of tensors and strings (readable with
-``torch.load(..., weights_only=True)``, so loading runs no pickled code) under the git-ignored
-``data/cache/models/`` (``FER_ZOO_DIR`` overrides it)::
+``torch.load(..., weights_only=True)``, so loading runs no pickled code) under ``models/`` in the
+course's per-user cache (:func:`fer_utils.utils.cache_dir`, e.g. ``~/.cache/fer-utils/models``;
+``FER_CACHE_DIR`` moves the root, ``FER_ZOO_DIR`` this folder alone)::
 
     zoo.save("gap_cnn", model, config)        # at the end of notebook 02
     model = zoo.load("gap_cnn", config)       # in notebook 09: the same config, or an error
@@ -34,7 +35,7 @@ from typing import Any
 import torch
 from torch import nn
 
-ROOT = Path(__file__).resolve().parents[1]
+from fer_utils.utils import cache_dir
 
 
 class ZooError(LookupError):
@@ -54,13 +55,15 @@ class StaleModelError(ZooError):
 
 
 def zoo_dir() -> Path:
-    """Where entries live: ``$FER_ZOO_DIR`` or ``data/cache/models`` in the repository."""
-    return Path(os.environ.get("FER_ZOO_DIR") or ROOT / "data" / "cache" / "models")
+    """Where entries live: ``$FER_ZOO_DIR`` if set, else ``models/`` under :func:`~fer_utils.utils.cache_dir`."""
+    override = os.environ.get("FER_ZOO_DIR")
+    return Path(override).expanduser() if override else cache_dir() / "models"
 
 
 def _shown(path: Path) -> str:
-    """A path as printed in messages: relative to the repository when inside it (no absolute paths in outputs)."""
-    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
+    """A path as printed in messages: ``~/...`` when under the home folder (no user names in outputs)."""
+    home = Path.home()
+    return str(Path("~") / path.relative_to(home)) if path.is_relative_to(home) else str(path)
 
 
 def _canonical(config: dict) -> str:

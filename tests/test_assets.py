@@ -1,12 +1,13 @@
 """Asset cache: checksums of the fetched files and clear errors when one is missing or bad."""
 import hashlib
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from fer_utils.tools import assets
-from fer_utils.tools.assets import ASSETS, AssetError, fetch
+from fer_utils import assets
+from fer_utils.assets import ASSETS, AssetError, fetch
 
 
 @pytest.mark.parametrize("name", sorted(ASSETS))
@@ -81,8 +82,7 @@ def test_check_command_exit_codes(tmp_path, monkeypatch, capsys):
     assert assets.main(["check"]) == 1
     assert "fetch-all" in capsys.readouterr().out
 
-def test_readme_shows_the_same_table():
-    from pathlib import Path
 
-    readme = Path(assets.__file__).resolve().parents[2] / "data" / "README.md"
+def test_readme_shows_the_same_table():
+    readme = Path(__file__).resolve().parents[1] / "data" / "README.md"
     assert assets.table_markdown() in readme.read_text()

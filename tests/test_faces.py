@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from fer_utils import faces
-from fer_utils.tools.assets import load_photo
+from fer_utils.assets import load_photo
 from fer_utils.faces import Face, FaceNotFound
 
 # reference/assets.md section 4 (facenet-pytorch 2.6.0 and OpenCV 4.14 on the same files)

