@@ -185,11 +185,13 @@ class ClipFrames:
 
 
 def _load_image(path: Path, size: int, grayscale: bool) -> np.ndarray:
-    with Image.open(path) as img:
-        img = img.convert("L" if grayscale else "RGB")
-        if img.size != (size, size):
-            img = img.resize((size, size), Image.BILINEAR)
-        return np.asarray(img)
+    """One frame as uint8 (size, size) grey or (size, size, 3) RGB, read by ``read_image_file``."""
+    from fer_utils.data.formats.common import read_image_file
+
+    img = Image.fromarray(read_image_file(path, "L" if grayscale else "RGB"))
+    if img.size != (size, size):
+        img = img.resize((size, size), Image.BILINEAR)
+    return np.asarray(img)
 
 
 def load_clip_frames(root: str | Path, split: str, size: int = 40, grayscale: bool = True,

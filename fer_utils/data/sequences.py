@@ -24,7 +24,6 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any, Iterable, Sequence
 
-import cv2
 import numpy as np
 import torch
 
@@ -129,10 +128,9 @@ def subset(data: dict[str, torch.Tensor], index) -> dict[str, torch.Tensor]:
 def _load(sample: dict) -> np.ndarray:
     image = sample["image"]
     if isinstance(image, str):
-        img = cv2.imread(image, cv2.IMREAD_COLOR)
-        if img is None:
-            raise FileNotFoundError(f"{image}: cannot be read as an image")
-        return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+        from fer_utils.data.formats.common import read_image_file
+
+        return read_image_file(image, "RGB")  # uint8 (H, W, 3) RGB, as cv2.imread + BGR2RGB gave
     return np.asarray(image)
 
 

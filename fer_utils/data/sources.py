@@ -221,13 +221,13 @@ class Source:
         """uint8 images of one split, cropped to ``face_box`` where given, resized to ``size``:
         (N, size, size) when ``grayscale``, else (N, size, size, 3)."""
         import cv2
-        from PIL import Image
+
+        from fer_utils.data.formats.common import read_image_file
         out = []
         for s in self.items(split):
             image = s["image"]
             if isinstance(image, (str, os.PathLike)):
-                with Image.open(image) as im:
-                    image = np.asarray(im.convert("L" if grayscale else "RGB"))
+                image = read_image_file(image, "L" if grayscale else "RGB")
             image = np.asarray(image)
             if s.get("face_box") is not None:
                 x, y, w, h = (int(round(v)) for v in s["face_box"])
