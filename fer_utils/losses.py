@@ -10,17 +10,17 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from fer_utils import metrics  # noqa: F401 (the CCC loss is 1 - metrics.ccc)
+from fer_utils.models import logits_of
 
 
 # ---------------------------------------------------------------------------
 # Classification: cross-entropy variants
 # ---------------------------------------------------------------------------
 
-def cross_entropy(logits: Tensor, labels: Tensor) -> Tensor:
-    """L_CE = -(1/N) sum_i log softmax(z_i)[y_i]; ``logits`` may be a model's output tuple (first item used)."""
-    if isinstance(logits, (tuple, list)):
-        logits = logits[0]
-    return F.cross_entropy(logits, labels)
+def cross_entropy(logits: Any, labels: Tensor) -> Tensor:
+    """L_CE = -(1/N) sum_i log softmax(z_i)[y_i]; ``logits`` may be a model's whole output
+    (read with :func:`fer_utils.models.logits_of`)."""
+    return F.cross_entropy(logits_of(logits), labels)
 
 
 def l2_penalty(model: torch.nn.Module) -> Tensor:
@@ -61,10 +61,9 @@ def attention_loss(head_maps: Sequence[Tensor]) -> Tensor:
     return pairs / (total + sys.float_info.epsilon)
 
 
-def ddamfn_loss(outputs, targets: Tensor, weight: float = ATTENTION_WEIGHT) -> Tensor:
-    """L = CE(logits, y) + weight * attention_loss(head_maps); ``outputs`` is DDAMFN's (logits, features, maps)."""
-    logits, _, head_maps = outputs
-    return F.cross_entropy(logits, targets) + weight * attention_loss(head_maps)
+def ddamfn_loss(outputs: Any, targets: Tensor, weight: float = ATTENTION_WEIGHT) -> Tensor:
+    """L = CE(logits, y) + weight * attention_loss(head_maps); ``outputs`` is DDAMFN's output (logits, features, heads)."""
+    return F.cross_entropy(logits_of(outputs), targets) + weight * attention_loss(outputs.heads)
 
 
 # ---------------------------------------------------------------------------

@@ -27,6 +27,7 @@ import torch
 from torch import nn
 
 from fer_utils.explain import normalize_map, pointing_game
+from fer_utils.models import logits_of
 
 #: Regions each action unit moves in SynthFaces (see the AU table in ``fer_utils.data.synthetic``).
 AU_REGIONS: dict[int, tuple[str, ...]] = {
@@ -245,8 +246,8 @@ def sanity_verdict(similarity: dict | Sequence[dict], threshold: float = 0.5) ->
 class LogitsOnly(nn.Module):
     """A view of a model that returns only its logits (for the explanation libraries).
 
-    Takes the first element of a tuple output (DDAMFN: logits, features, head maps) or the
-    ``logits`` field of a named tuple (the two-level network).
+    The logits are read with :func:`fer_utils.models.logits_of` (DDAMFN's head maps, the two-level
+    network's valence-arousal and the like are dropped).
     """
 
     def __init__(self, model: nn.Module):
@@ -254,7 +255,4 @@ class LogitsOnly(nn.Module):
         self.model = model
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        out = self.model(images)
-        if hasattr(out, "logits"):
-            return out.logits
-        return out[0] if isinstance(out, (tuple, list)) else out
+        return logits_of(self.model(images))

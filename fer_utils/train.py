@@ -1,14 +1,22 @@
-"""One small training loop for the whole course: ``fit`` and ``evaluate``.
+"""The one training loop of the course: :func:`train_step`, :func:`fit` and :func:`evaluate`.
 
-Batches are ``(inputs, targets)`` pairs. ``model(inputs)`` may return a tensor
-or a tuple whose first element is the logits / predictions. ``loss_fn(outputs,
-targets)`` receives the raw model output, so multi-output models (attention
-maps, two heads) pass their own loss. No framework: read it top to bottom.
+Every model in the course, in a notebook, in a recipe or in ``fer-train``, is trained by
+:func:`train_step`: the recipe's ``loss_step(model, batch) -> loss`` or ``(loss, logs)`` under
+autocast, the NaN guard, ``zero_grad``, ``backward`` and the optimiser step (through a
+``GradScaler`` for float16). :func:`fit` repeats it over epochs with one progress bar, the
+scheduler, validation, the history, and the hooks a paper needs (``on_step``: SCN's relabelling,
+the mean teacher's EMA, a per-step scheduler; ``on_epoch``: a validation of the recipe's own).
+``fer-train`` calls the same :func:`train_step` inside its DDP wrapper. No framework: read it
+top to bottom.
+
+The classic call ``fit(model, loader, epochs, optimizer, loss_fn)`` trains on ``(inputs, targets)``
+batches with ``loss_fn(model(inputs), targets)``; logits are read with
+:func:`fer_utils.models.logits_of`, the package's one way to read a model's output.
 """
 from __future__ import annotations
 
 import math
-from typing import Callable, Iterable
+from typing import Any, Callable, Iterable
 
 import numpy as np
 import torch
@@ -16,46 +24,105 @@ from torch import nn
 from tqdm import tqdm
 
 from fer_utils import metrics
+from fer_utils.models import logits_of
 from fer_utils.utils import use_amp
 
+#: ``loss_step(model, batch)`` returns the loss, or ``(loss, logs)``; logs hold floats (averaged per
+#: epoch into the history) and, optionally, ``logits`` and ``labels`` tensors (the training accuracy).
+LossStep = Callable[[nn.Module, Any], Any]
 
-def _first(outputs):
-    return outputs[0] if isinstance(outputs, (tuple, list)) else outputs
+
+def split_loss(result: Any) -> tuple[torch.Tensor, dict]:
+    """``loss`` or ``(loss, logs)`` -> ``(loss, logs)``."""
+    return (result[0], dict(result[1] or {})) if isinstance(result, tuple) else (result, {})
 
 
-def _to(batch, device, channels_last: bool = False):
+def train_step(model: nn.Module, batch: Any, loss_step: LossStep, optimizer: torch.optim.Optimizer, *,
+               scaler: torch.amp.GradScaler | None = None, amp_dtype: torch.dtype | None = None,
+               device_type: str = "cpu", where: str = "") -> tuple[float, dict]:
+    """One optimisation step; returns ``(loss value, logs)``.
+
+    ``L = loss_step(model, batch)`` (under ``torch.autocast(device_type, amp_dtype)`` when ``amp_dtype``),
+    then ``theta <- optimizer(theta, dL/dtheta)``. A NaN or infinite loss stops training at once with a
+    ``FloatingPointError`` naming ``where`` (epoch and step) before any weight changes.
+    """
+    with torch.autocast(device_type, dtype=amp_dtype, enabled=amp_dtype is not None):
+        loss, logs = split_loss(loss_step(model, batch))
+    value = float(loss.detach())
+    if not math.isfinite(value):
+        raise FloatingPointError(f"loss became {value} {where}: training stopped. "
+                                 "Try a lower learning rate or check the inputs for NaN.")
+    optimizer.zero_grad(set_to_none=True)
+    if scaler is not None:
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+    else:
+        loss.backward()
+        optimizer.step()
+    return value, logs
+
+
+def supervised_step(loss_fn: Callable) -> LossStep:
+    """The classic step on ``(inputs, targets)``: ``loss_fn(model(inputs), targets)``; for integer targets
+    the logits and labels are logged (the training accuracy)."""
+
+    def step(model: nn.Module, batch: Any) -> tuple[torch.Tensor, dict]:
+        inputs, target = batch
+        out = model(inputs)
+        logs = {}
+        if not target.is_floating_point():
+            logs = {"logits": logits_of(out).detach(), "labels": target}
+        return loss_fn(out, target), logs
+
+    return step
+
+
+def to_device(batch: Any, device: str | torch.device, channels_last: bool = False) -> Any:
     """``batch`` (a tensor, or tuples / dicts of them) on ``device``; 4-d tensors in ``channels_last``
     memory format when asked (same values, a different stride order that CPU convolutions run faster on)."""
     if isinstance(batch, (tuple, list)):
-        return type(batch)(_to(b, device, channels_last) for b in batch)
+        return type(batch)(to_device(b, device, channels_last) for b in batch)
     if isinstance(batch, dict):
-        return {k: _to(v, device, channels_last) for k, v in batch.items()}
+        return {k: to_device(v, device, channels_last) for k, v in batch.items()}
     if not isinstance(batch, torch.Tensor):
         return batch
     batch = batch.to(device)
     return batch.contiguous(memory_format=torch.channels_last) if channels_last and batch.ndim == 4 else batch
 
 
+def batch_length(batch: Any) -> int:
+    """Samples in ``batch``: the length of its first tensor or array (1 when it holds none)."""
+    if isinstance(batch, (torch.Tensor, np.ndarray)):
+        return len(batch)
+    items = batch.values() if isinstance(batch, dict) else batch if isinstance(batch, (tuple, list)) else ()
+    for item in items:
+        n = batch_length(item)
+        if n != 1 or isinstance(item, (torch.Tensor, np.ndarray)):
+            return n
+    return 1
+
+
+@torch.inference_mode()
 def evaluate(model: nn.Module, loader: Iterable, loss_fn: Callable | None = None,
              device: str | torch.device = "cpu", channels_last: bool = False) -> dict:
     """Run ``model`` in eval mode over ``loader``, under ``torch.inference_mode`` (no autograd
     bookkeeping at all; the outputs cannot enter a later backward pass).
 
-    Returns ``loss`` (mean over samples, if ``loss_fn``), ``outputs`` (the
-    concatenated first outputs, as numpy) and ``targets``; for integer targets
-    also ``accuracy``. ``channels_last`` feeds 4-d inputs in that memory format.
+    Returns ``loss`` (mean over samples, if ``loss_fn``), ``outputs`` (the concatenated logits,
+    :func:`~fer_utils.models.logits_of`, as numpy) and ``targets``; for integer targets also
+    ``accuracy``. ``channels_last`` feeds 4-d inputs in that memory format.
     """
     model.eval()
     outputs, targets, total_loss, count = [], [], 0.0, 0
-    with torch.inference_mode():
-        for inputs, target in loader:
-            inputs, target = _to(inputs, device, channels_last), _to(target, device)
-            out = model(inputs)
-            if loss_fn is not None:
-                total_loss += float(loss_fn(out, target)) * len(target)
-            count += len(target)
-            outputs.append(_first(out).float().cpu())
-            targets.append(target.cpu())
+    for inputs, target in loader:
+        inputs, target = to_device(inputs, device, channels_last), to_device(target, device)
+        out = model(inputs)
+        if loss_fn is not None:
+            total_loss += float(loss_fn(out, target)) * len(target)
+        count += len(target)
+        outputs.append(logits_of(out).float().cpu())
+        targets.append(target.cpu())
     result = {"outputs": torch.cat(outputs).numpy(), "targets": torch.cat(targets).numpy()}
     if loss_fn is not None:
         result["loss"] = total_loss / max(count, 1)
@@ -64,73 +131,88 @@ def evaluate(model: nn.Module, loader: Iterable, loss_fn: Callable | None = None
     return result
 
 
-def backward_step(loss: torch.Tensor, optimizer: torch.optim.Optimizer, scaler=None) -> None:
-    """``loss.backward()`` then ``optimizer.step()``; through the AMP ``GradScaler`` when one is given."""
-    if scaler is not None:
-        scaler.scale(loss).backward()
-        scaler.step(optimizer)
-        scaler.update()
-    else:
-        loss.backward()
-        optimizer.step()
+class _EpochSums:
+    """Sample-weighted sums of one epoch's loss and float logs, and its predicted / true labels."""
+
+    def __init__(self) -> None:
+        self.sums: dict[str, float] = {"train_loss": 0.0}
+        self.count, self.predicted, self.labels = 0, [], []
+
+    def add(self, value: float, logs: dict, n: int) -> None:
+        self.sums["train_loss"] += value * n
+        self.count += n
+        for key, item in logs.items():
+            if isinstance(item, (int, float)) and key != "loss":
+                self.sums[key] = self.sums.get(key, 0.0) + float(item) * n
+        if "logits" in logs and "labels" in logs and logs["logits"].ndim == 2:
+            self.predicted.append(logs["logits"].argmax(1).cpu().numpy())
+            self.labels.append(logs["labels"].cpu().numpy())
+
+    def into(self, history: dict[str, list]) -> None:
+        for key, total in self.sums.items():
+            history.setdefault(key, []).append(total / max(self.count, 1))
+        if self.labels:
+            history.setdefault("train_accuracy", []).append(
+                metrics.accuracy(np.concatenate(self.labels), np.concatenate(self.predicted)))
 
 
-def fit(model: nn.Module, train_loader: Iterable, epochs: int, optimizer: torch.optim.Optimizer,
-        loss_fn: Callable = nn.CrossEntropyLoss(), val_loader: Iterable | None = None,
-        device: str | torch.device = "cpu", scheduler=None, progress: bool = True,
-        channels_last: bool = False, desc: str = "training") -> dict[str, list]:
-    """Train for ``epochs`` and return the history (``train_loss`` and, for classification,
-    ``train_accuracy``; ``val_loss`` / ``val_accuracy`` when ``val_loader`` is given).
+def fit(model: nn.Module, train_loader: Iterable | Callable[[int], Iterable], epochs: int,
+        optimizer: torch.optim.Optimizer, loss_fn: Callable = nn.CrossEntropyLoss(),
+        val_loader: Iterable | None = None, device: str | torch.device = "cpu", scheduler: Any = None,
+        progress: bool = True, channels_last: bool = False, desc: str = "training", *,
+        loss_step: LossStep | None = None, steps_per_epoch: int | None = None,
+        on_step: Callable[[int, Any, float, dict], None] | None = None,
+        on_epoch: Callable[[int, dict], None] | None = None) -> dict[str, list]:
+    """Train for ``epochs`` with :func:`train_step` and return the history, one entry per epoch:
+    ``train_loss`` (sample-weighted mean), each float the loss step logs, ``train_accuracy`` when it
+    logs logits and labels, ``val_loss`` / ``val_accuracy`` when ``val_loader`` is given.
 
-    ``channels_last`` moves the model and every 4-d input to ``torch.channels_last`` (the same
-    numbers up to float rounding; faster convolutions on CPU: ``benchmarks/bench_train_loop.py``).
-    One progress bar (labelled ``desc``) covers the whole run, not one per epoch.
-
-    A NaN or infinite loss stops training at once with a ``FloatingPointError``
-    that names the epoch and step (lower the learning rate, check the inputs).
-    AMP (float16 autocast) is used only on CUDA.
+    ``train_loader`` is re-iterated every epoch, or called as ``train_loader(epoch)`` (epochs from 1) when
+    it is a function (a recipe's own sampler). ``loss_step`` defaults to :func:`supervised_step` of
+    ``loss_fn``. ``scheduler.step()`` runs after each epoch; ``on_step(step, batch, loss, logs)`` after
+    each optimiser step (steps counted from 1 over the run), ``on_epoch(epoch, history)`` after each
+    epoch's validation. ``channels_last`` moves the model and every 4-d input to that memory format
+    (the same numbers up to float rounding; faster convolutions on CPU). AMP (float16 autocast with a
+    GradScaler) is used only on CUDA. One progress bar (``desc``) covers the whole run.
     """
     device = torch.device(device)
     model.to(device, memory_format=torch.channels_last if channels_last else torch.preserve_format)
     amp = use_amp(device)
     scaler = torch.amp.GradScaler("cuda") if amp else None
-    history: dict[str, list] = {"train_loss": [], "train_accuracy": []}
-    bar = tqdm(total=epochs * len(train_loader), disable=not progress, desc=desc,
-               unit="batch", mininterval=2.0, ascii=True)
+    step_fn = loss_step or supervised_step(loss_fn)
+    per_epoch = steps_per_epoch if steps_per_epoch is not None else len(train_loader)
+    history: dict[str, list] = {"train_loss": []}
+    bar = tqdm(total=epochs * per_epoch, disable=not progress, desc=desc, unit="batch", mininterval=2.0, ascii=True)
+    done = 0
     for epoch in range(1, epochs + 1):
         model.train()
-        total, count, predicted, labels = 0.0, 0, [], []
-        for step, (inputs, target) in enumerate(train_loader, start=1):
-            inputs, target = _to(inputs, device, channels_last), _to(target, device)
-            optimizer.zero_grad(set_to_none=True)
-            with torch.autocast(device.type, enabled=amp):
-                out = model(inputs)
-                loss = loss_fn(out, target)
-            loss_value = float(loss.detach())
-            if not math.isfinite(loss_value):
+        sums = _EpochSums()
+        batches = train_loader(epoch) if callable(train_loader) and not hasattr(train_loader, "__iter__") \
+            else train_loader
+        for step, batch in enumerate(batches, start=1):
+            batch = to_device(batch, device, channels_last)
+            try:
+                value, logs = train_step(model, batch, step_fn, optimizer, scaler=scaler,
+                                         amp_dtype=torch.float16 if amp else None, device_type=device.type,
+                                         where=f"at epoch {epoch}, step {step}")
+            except FloatingPointError:
                 bar.close()
-                raise FloatingPointError(
-                    f"loss became {loss_value} at epoch {epoch}, step {step}: training stopped. "
-                    "Try a lower learning rate or check the inputs for NaN."
-                )
-            backward_step(loss, optimizer, scaler)
-            total += loss_value * len(target)
-            count += len(target)
-            logits = _first(out)
-            if target.dtype in (torch.int64, torch.int32) and logits.ndim == 2:
-                predicted.append(logits.detach().argmax(1).cpu().numpy())
-                labels.append(target.cpu().numpy())
+                raise
+            sums.add(value, logs, batch_length(batch))
+            done += 1
+            if on_step is not None:
+                on_step(done, batch, value, logs)
             bar.update(1)
-            bar.set_postfix(epoch=epoch, loss=f"{total / count:.3f}", refresh=False)
+            bar.set_postfix(epoch=epoch, loss=f"{sums.sums['train_loss'] / max(sums.count, 1):.3f}", refresh=False)
         if scheduler is not None:
             scheduler.step()
-        history["train_loss"].append(total / count)
-        history["train_accuracy"].append(
-            metrics.accuracy(np.concatenate(labels), np.concatenate(predicted)) if labels else 0.0)
+        sums.into(history)
         if val_loader is not None:
             result = evaluate(model, val_loader, loss_fn, device, channels_last)
             history.setdefault("val_loss", []).append(result["loss"])
             if "accuracy" in result:
                 history.setdefault("val_accuracy", []).append(result["accuracy"])
+        if on_epoch is not None:
+            on_epoch(epoch, history)
     bar.close()
     return history

@@ -23,7 +23,7 @@ from fer_utils.data.transforms import eval_transform, rafdb_train_transform
 from fer_utils.faces import align_sample
 from fer_utils.losses import attention_loss, ddamfn_loss
 from fer_utils.models import count_parameters
-from fer_utils.models.ddamfn import COURSE, DDAMFN, MixedFeatureNet, count_used_parameters, macs, unused_parameter_names
+from fer_utils.models.ddamfn import COURSE, DDAMFN, DDAMFNOutput, MixedFeatureNet, count_used_parameters, macs, unused_parameter_names
 from fer_utils.weights import load_ddamfn_checkpoint, load_msceleb_backbone
 
 TSV = Path(__file__).parent / "data" / "ddamfn_state_dict.tsv"
@@ -174,8 +174,8 @@ def test_total_loss_is_cross_entropy_plus_a_tenth_of_the_attention_loss():
     targets = torch.tensor([0, 2])
     maps = [torch.full((2, 1, 2, 2), 0.2), torch.full((2, 1, 2, 2), 0.6)]
     ce = -(torch.log_softmax(logits, 1)[[0, 1], [0, 2]]).mean()
-    assert ddamfn_loss((logits, None, maps), targets).item() == pytest.approx(ce.item() + 0.1 * 6.25, rel=1e-5)
-    assert ddamfn_loss((logits, None, maps[:1]), targets).item() == pytest.approx(ce.item(), rel=1e-6)
+    assert ddamfn_loss(DDAMFNOutput(logits, None, maps), targets).item() == pytest.approx(ce.item() + 0.1 * 6.25, rel=1e-5)
+    assert ddamfn_loss(DDAMFNOutput(logits, None, maps[:1]), targets).item() == pytest.approx(ce.item(), rel=1e-6)
 
 
 # --------------------------------------------------------------------------- loading files

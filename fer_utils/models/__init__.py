@@ -4,12 +4,34 @@ A model file holds the network only (its layer table, its parameter count); it i
 nothing from ``fer_utils`` but other model files and :mod:`fer_utils.labels`. Losses
 live in :mod:`fer_utils.losses`, training recipes in :mod:`fer_utils.recipes`, weight
 loaders in :mod:`fer_utils.weights`.
+
+The output contract: a classifier returns either a tensor of logits (B, classes) or one
+named output (a ``NamedTuple``) with a ``logits`` field or property, its other fields named
+(DDAMFN's head maps, SCN's importance weights, ABAW's ``au`` and ``va``).
+:func:`logits_of` is the only place where any code reads a model's logits.
 """
 from __future__ import annotations
 
-from typing import Iterable
+from typing import Any, Iterable
 
+import torch
 from torch import nn
+
+
+def logits_of(output: Any) -> torch.Tensor:
+    """The class logits in a model's ``output``: the tensor itself, or its ``.logits``.
+
+    ``.logits`` is looked up before anything else, so a named output whose first field is not the
+    logits (the two-level network's ``va`` comes first) is read correctly; a plain tuple or list is
+    refused rather than guessed at, as is a detector's output (MTCNN's stages have no logits).
+    """
+    if isinstance(output, torch.Tensor):
+        return output
+    logits = getattr(output, "logits", None)
+    if isinstance(logits, torch.Tensor):
+        return logits
+    raise TypeError(f"a model output of type {type(output).__name__} has no logits: expected a tensor or an "
+                    "output with a .logits field (the output contract of fer_utils.models)")
 
 
 def count_parameters(model: nn.Module, trainable_only: bool = False, exclude: Iterable[str] = ()) -> int:

@@ -39,6 +39,11 @@ class ABAWOutput(NamedTuple):
     expr: Tensor
     va: Tensor
 
+    @property
+    def logits(self) -> Tensor:
+        """The expression logits (the output contract's class scores; AU logits stay in ``au``)."""
+        return self.expr
+
 
 class Backbone(nn.Module):
     """Four stages of conv3x3-BN-ReLU-maxpool; returns every stage's map (for the pyramid)."""

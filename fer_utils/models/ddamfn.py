@@ -79,7 +79,7 @@ authors' checkpoints and backbone: :mod:`fer_utils.weights`.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import NamedTuple, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -392,6 +392,16 @@ def mobilefacenet(embedding_size: int = 512) -> nn.Sequential:
         nn.Linear(512, embedding_size, bias=False), nn.BatchNorm1d(embedding_size))
 
 
+class DDAMFNOutput(NamedTuple):
+    """What :class:`DDAMFN` returns (the authors' ``out, x, head_out`` in that order):
+    ``logits`` (B, classes), ``features`` (B, 512, 7, 7) the backbone's map, ``heads`` one (B, 512, 7, 7)
+    attention map per DDA head (the attention loss reads them)."""
+
+    logits: torch.Tensor
+    features: torch.Tensor
+    heads: list[torch.Tensor]
+
+
 class DDAMFN(nn.Module):
     """MixedFeatureNet features, ``num_heads`` DDA heads merged by max, GDConv, fc.
 
@@ -416,10 +426,10 @@ class DDAMFN(nn.Module):
     def heads(self) -> list[CoordAttHead]:
         return [getattr(self, f"cat_head{i}") for i in range(self.num_heads)]
 
-    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
+    def forward(self, images: torch.Tensor) -> DDAMFNOutput:
         return self.classify(self.features(images))              # features: (B, 512, 7, 7)
 
-    def classify(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
+    def classify(self, features: torch.Tensor) -> DDAMFNOutput:
         """Everything after the backbone: heads, max over heads, ``features * max``, GDConv, fc."""
         head_maps = [head(features) for head in self.heads]      # num_heads x (B, 512, 7, 7)
         x = features
@@ -429,7 +439,7 @@ class DDAMFN(nn.Module):
                 attention = torch.max(attention, other)          # element-wise max over heads
             x = features * attention
         x = self.Linear(x).flatten(1)                            # (B, 512)
-        return self.fc(x), features, head_maps
+        return DDAMFNOutput(self.fc(x), features, head_maps)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -38,6 +38,7 @@ Only ``"offset2d"`` has the authors' state dict.
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -237,6 +238,18 @@ class BackEnd(nn.Module):
         return out1, out2
 
 
+class MGLNOutput(NamedTuple):
+    """What :class:`MGLN` returns (the authors' ``out1, out2``): the global module's logits and the part
+    module's, each (B, classes). ``logits`` is their decision-level fusion, the sum (the paper's prediction)."""
+
+    global_logits: Tensor
+    part_logits: Tensor
+
+    @property
+    def logits(self) -> Tensor:
+        return self.global_logits + self.part_logits
+
+
 class MGLN(nn.Module):
     """The multi-task global-local network; ``MGLN(7)`` is the authors' ``GLENet(7)`` key for key.
 
@@ -279,8 +292,8 @@ class MGLN(nn.Module):
         maps = [ends[p](self.ssm_frames(x)) for p, x in zip(PARTS, (eyes, noses, mouths))]
         return torch.cat(maps, dim=1)
 
-    def forward(self, face: Tensor, eyes: Tensor, noses: Tensor, mouths: Tensor) -> tuple[Tensor, Tensor]:
-        return self.back_end(self.front_end(face), self.part_maps(eyes, noses, mouths))
+    def forward(self, face: Tensor, eyes: Tensor, noses: Tensor, mouths: Tensor) -> MGLNOutput:
+        return MGLNOutput(*self.back_end(self.front_end(face), self.part_maps(eyes, noses, mouths)))
 
 
 def example_inputs(model: MGLN, batch: int = 1, frames: int = 3) -> tuple[Tensor, Tensor, Tensor, Tensor]:

@@ -33,6 +33,8 @@ Box regression with offsets ``(d1, d2, d3, d4)`` of a box of width ``w``, height
 """
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -41,6 +43,22 @@ from torchvision.ops import nms
 
 
 # ------------------------------------------------------------------ networks
+class StageOutput(NamedTuple):
+    """P-Net / R-Net: box ``offsets`` and the softmaxed ``face_prob``. A detector's outputs, not
+    class logits: :func:`fer_utils.models.logits_of` refuses them."""
+
+    offsets: torch.Tensor
+    face_prob: torch.Tensor
+
+
+class ONetOutput(NamedTuple):
+    """O-Net: box ``offsets`` (B, 4), ``landmarks`` (B, 10) as (x1..x5, y1..y5) in [0, 1], ``face_prob`` (B,)."""
+
+    offsets: torch.Tensor
+    landmarks: torch.Tensor
+    face_prob: torch.Tensor
+
+
 class _Cascade(nn.Module):
     """The convolutional trunk the three nets share: ``conv<i>`` -> ``prelu<i>`` [-> ``pool<i>``] for
     each row ``(in, out, kernel, pool)`` of a table (``pool`` = (kernel, stride) or None; the names are
@@ -71,10 +89,10 @@ class PNet(_Cascade):
         self.conv4_1 = nn.Conv2d(32, 2, 1)  # face / not face
         self.conv4_2 = nn.Conv2d(32, 4, 1)  # box offsets
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, x: torch.Tensor) -> StageOutput:
         """(B, 3, H, W) -> offsets (B, 4, H', W'), face probability (B, H', W')."""
         x = self.trunk(x)
-        return self.conv4_2(x), self.conv4_1(x).softmax(dim=1)[:, 1]
+        return StageOutput(self.conv4_2(x), self.conv4_1(x).softmax(dim=1)[:, 1])
 
 
 def _flatten_like_caffe(x: torch.Tensor) -> torch.Tensor:
@@ -91,11 +109,11 @@ class RNet(_Cascade):
         self.dense5_1 = nn.Linear(128, 2)
         self.dense5_2 = nn.Linear(128, 4)
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, x: torch.Tensor) -> StageOutput:
         """(B, 3, 24, 24) -> offsets (B, 4), face probability (B,)."""
         x = self.trunk(x)                                   # (B, 64, 3, 3)
         x = self.prelu4(self.dense4(_flatten_like_caffe(x)))
-        return self.dense5_2(x), self.dense5_1(x).softmax(dim=1)[:, 1]
+        return StageOutput(self.dense5_2(x), self.dense5_1(x).softmax(dim=1)[:, 1])
 
 
 class ONet(_Cascade):
@@ -108,11 +126,11 @@ class ONet(_Cascade):
         self.dense6_2 = nn.Linear(256, 4)
         self.dense6_3 = nn.Linear(256, 10)
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def forward(self, x: torch.Tensor) -> ONetOutput:
         """(B, 3, 48, 48) -> offsets (B, 4), landmarks (B, 10) as (x1..x5, y1..y5) in [0, 1], prob (B,)."""
         x = self.trunk(x)                                   # (B, 128, 3, 3)
         x = self.prelu5(self.dense5(_flatten_like_caffe(x)))
-        return self.dense6_2(x), self.dense6_3(x), self.dense6_1(x).softmax(dim=1)[:, 1]
+        return ONetOutput(self.dense6_2(x), self.dense6_3(x), self.dense6_1(x).softmax(dim=1)[:, 1])
 
 
 # ------------------------------------------------------------- box utilities

@@ -22,15 +22,25 @@ ResNet-18 or VGG16 on 224-px crops; the course trains the small CNN named in its
 """
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 from torch import nn
 from torchvision.ops import roi_align
 
 
+class RANOutput(NamedTuple):
+    """``logits`` (N, classes), ``mu`` (N, K+1) self-attention and ``nu`` (N, K+1) relation-attention weights."""
+
+    logits: torch.Tensor
+    mu: torch.Tensor
+    nu: torch.Tensor
+
+
 class RAN(nn.Module):
     """``backbone`` maps (M, C, crop, crop) crops to (M, D) or (M, D, 1, 1) features.
 
-    ``forward(images, boxes)`` returns ``(logits (N, classes), mu (N, K+1), nu (N, K+1))``.
+    ``forward(images, boxes)`` returns :class:`RANOutput` ``(logits (N, classes), mu (N, K+1), nu (N, K+1))``.
     ``relation=False`` skips the relation-attention module (P = F_m, the self-attention pooling).
     """
 
@@ -51,15 +61,15 @@ class RAN(nn.Module):
         rois = torch.cat([index, boxes.reshape(-1, 4)], dim=1)  # (N * R, 5)
         return roi_align(images, rois, self.crop_size, spatial_scale=1.0, sampling_ratio=2, aligned=True)
 
-    def forward(self, images: torch.Tensor, boxes: torch.Tensor):
+    def forward(self, images: torch.Tensor, boxes: torch.Tensor) -> RANOutput:
         n, r = boxes.shape[:2]
         features = self.backbone(self.crops(images, boxes)).flatten(1).view(n, r, -1)  # (N, R, D)
         mu = self.self_attention(features).squeeze(2)  # (N, R)
         mean_feature = (mu.unsqueeze(2) * features).sum(1) / mu.sum(1, keepdim=True)  # (N, D)
         if not self.relation:
-            return self.fc(self.dropout(mean_feature)), mu, torch.ones_like(mu)
+            return RANOutput(self.fc(self.dropout(mean_feature)), mu, torch.ones_like(mu))
         paired = torch.cat([features, mean_feature.unsqueeze(1).expand_as(features)], dim=2)  # (N, R, 2D)
         nu = self.relation_attention(paired).squeeze(2)  # (N, R)
         w = (mu * nu).unsqueeze(2)
         pooled = (w * paired).sum(1) / w.sum(1)  # (N, 2D)
-        return self.fc(self.dropout(pooled)), mu, nu
+        return RANOutput(self.fc(self.dropout(pooled)), mu, nu)

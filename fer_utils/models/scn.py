@@ -16,13 +16,22 @@ relabelling) are in :mod:`fer_utils.losses`; training is in :mod:`fer_utils.reci
 The faithful network (:func:`scn_resnet18`) has the authors' state dict key for key:
 ``features.0 .. features.8`` (torchvision ResNet-18 without its ``fc``, average pooling
 included), ``fc`` (512 -> C) and ``alpha.0`` (512 -> 1): 11,180,616 parameters for 7
-classes. The authors' forward returns ``(alpha, logits)``; ours returns ``(logits,
-alpha)`` so that the course's training loop finds the logits first.
+classes. The authors' forward returns ``(alpha, logits)``; ours returns :class:`SCNOutput`
+``(logits, alpha)``, read by name as every model's output is (:func:`fer_utils.models.logits_of`).
 """
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 from torch import nn
+
+
+class SCNOutput(NamedTuple):
+    """``logits`` (N, C) = alpha * (W x + b) (plain ``W x + b`` when ``weighting=False``); ``alpha`` (N,)."""
+
+    logits: torch.Tensor
+    alpha: torch.Tensor
 
 
 class SCN(nn.Module):
@@ -40,13 +49,13 @@ class SCN(nn.Module):
         self.alpha = nn.Sequential(nn.Linear(feature_dim, 1), nn.Sigmoid())
         self.drop_rate, self.weighting = float(drop_rate), bool(weighting)
 
-    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, images: torch.Tensor) -> SCNOutput:
         x = self.features(images).flatten(1)  # (N, D)
         if self.drop_rate > 0:
             x = nn.functional.dropout(x, self.drop_rate, self.training)
         alpha = self.alpha(x)  # (N, 1)
         logits = self.fc(x)  # (N, C)
-        return (alpha * logits if self.weighting else logits), alpha.squeeze(1)
+        return SCNOutput(alpha * logits if self.weighting else logits, alpha.squeeze(1))
 
 
 def scn_resnet18(num_classes: int = 7, drop_rate: float = 0.0) -> SCN:

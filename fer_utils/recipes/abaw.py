@@ -28,8 +28,10 @@ import torch
 from torch import Tensor, nn
 
 from fer_utils import losses, metrics
+from fer_utils.models import logits_of
 from fer_utils.models.abaw import COURSE_WIDTHS, ABAWNet, ABAWOutput
 from fer_utils.recipes import Recipe
+from fer_utils.train import fit
 
 TASKS = ("AU", "EXPR", "VA")
 
@@ -231,39 +233,50 @@ def _extra_loss(model_out: ABAWOutput, batch: dict, recipe: ABAWRecipe, teacher:
 
 def train(model: nn.Module, data: WindowData, recipe: ABAWRecipe, seed: int = 0,
           soft_labels: ABAWOutput | None = None, progress=None, on_epoch=None) -> dict:
-    """Train ``model`` in place by ``batch_plan``; returns {"seconds", "steps", "losses"}.
+    """Train ``model`` in place by ``batch_plan`` with :func:`fer_utils.train.fit`; returns
+    {"seconds", "steps", "losses"}.
 
     ``soft_labels``: per-frame teacher outputs (distillation, L = (1 - w) L_GT + w L_soft);
-    ``recipe.mean_teacher``: an EMA teacher is kept and returned as ``"teacher"`` (it is the one scored);
-    ``on_epoch(epoch, model)`` is called after every epoch (e.g. to score a validation split).
+    ``recipe.mean_teacher``: an EMA teacher is kept (updated after every step) and returned as
+    ``"teacher"`` (it is the one scored); ``on_epoch(epoch, model)`` is called after every epoch
+    (e.g. to score a validation split); ``progress``: a tqdm bar advanced once per step.
     """
     torch.manual_seed(seed)
     plan = batch_plan(data, recipe, seed)
     optimizer, scheduler = make_optimizer(model, recipe, len(plan))
     teacher = copy.deepcopy(model).requires_grad_(False) if recipe.mean_teacher else None
     gt_weight = 1 - recipe.distill_weight if soft_labels is not None else 1.0
-    per_epoch, history, start = len(plan) / recipe.epochs, [], time.process_time()
-    model.train()
-    for step, (tasks, rows) in enumerate(plan):
+    per_epoch, history, start = len(plan) // recipe.epochs, [], time.process_time()
+
+    def batches(epoch: int):
+        first = (epoch - 1) * per_epoch
+        return ((tasks, rows, first + i) for i, (tasks, rows) in enumerate(plan[first:first + per_epoch]))
+
+    def step(net: nn.Module, planned: tuple) -> tuple[Tensor, dict]:
+        tasks, rows, index = planned
         batch = data.batch(rows)
         images = batch["images"]
         if teacher is not None:
             images = images + recipe.student_noise * torch.randn_like(images)
-        out = _flat(model(images))
+        out = _flat(net(images))
         loss, logs = task_loss(out, *_labels(batch), tasks, recipe.focal_gamma)
-        loss = gt_weight * loss + _extra_loss(out, batch, recipe, teacher, soft_labels, step / per_epoch)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
+        return gt_weight * loss + _extra_loss(out, batch, recipe, teacher, soft_labels, index / per_epoch), logs
+
+    def after_step(_step: int, _batch: tuple, loss: float, _logs: dict) -> None:
         scheduler.step()
         if teacher is not None:
             ema_update(teacher, model, recipe.ema_decay)
-        history.append(float(loss.detach()))
+        history.append(loss)
         if progress is not None:
             progress.update(1)
-        if on_epoch is not None and (step + 1) % round(per_epoch) == 0:
-            on_epoch((step + 1) // round(per_epoch), teacher if teacher is not None else model)
+
+    def after_epoch(epoch: int, _history: dict) -> None:
+        if on_epoch is not None:
+            on_epoch(epoch, teacher if teacher is not None else model)
             model.train()
+
+    fit(model, batches, recipe.epochs, optimizer, loss_step=step, steps_per_epoch=per_epoch, progress=False,
+        on_step=after_step, on_epoch=after_epoch)
     result = {"seconds": time.process_time() - start, "steps": len(plan), "losses": history}
     if teacher is not None:
         result["teacher"] = teacher.eval()
@@ -307,21 +320,18 @@ def scores(pred: ABAWOutput, data: WindowData) -> dict[str, float]:
 def pretrain_backbone(model: ABAWNet, images: Tensor, labels: Tensor, epochs: int, lr: float, seed: int = 0,
                       batch_size: int = 64) -> dict:
     """Expression pre-training on still faces (as ABAW entries pre-train on AffectNet / VGG-FACE):
-    cross-entropy through backbone -> embedding -> expression head; returns {"seconds", "accuracy"}."""
+    cross-entropy through backbone -> embedding -> expression head; returns {"seconds", "train_accuracy"}
+    (the last epoch's)."""
     torch.manual_seed(seed)
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
-    steps = epochs * math.ceil(len(images) / batch_size)
-    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, steps)
-    g, start, correct = torch.Generator().manual_seed(seed), time.process_time(), 0
-    model.train()
-    for epoch in range(epochs):
-        correct = 0
-        for rows in torch.randperm(len(images), generator=g).split(batch_size):
-            logits = model.heads(model.frame_features(images[rows])).expr
-            loss = losses.masked_expr_ce(logits, labels[rows])
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            scheduler.step()
-            correct += int((logits.argmax(1) == labels[rows]).sum())
-    return {"seconds": time.process_time() - start, "train_accuracy": correct / len(images)}
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, epochs * math.ceil(len(images) / batch_size))
+    g, start = torch.Generator().manual_seed(seed), time.process_time()
+
+    def step(net: ABAWNet, rows: Tensor) -> tuple[Tensor, dict]:
+        logits = logits_of(net.heads(net.frame_features(images[rows])))
+        return losses.masked_expr_ce(logits, labels[rows]), {"logits": logits.detach(), "labels": labels[rows]}
+
+    history = fit(model, lambda _epoch: torch.randperm(len(images), generator=g).split(batch_size), epochs,
+                  optimizer, loss_step=step, steps_per_epoch=math.ceil(len(images) / batch_size), progress=False,
+                  on_step=lambda *_: scheduler.step())
+    return {"seconds": time.process_time() - start, "train_accuracy": history["train_accuracy"][-1]}

@@ -23,6 +23,7 @@ import torchvision.transforms.v2.functional as TF
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from fer_utils import utils
 from fer_utils.data.synthetic import SynthFaces
 from fer_utils.data.transforms import rafdb_train_transform
 from fer_utils.faces import align_sample
@@ -166,9 +167,10 @@ def pretrain_identity(config, setup: Pretraining, progress: bool = True) -> tupl
 def pretrained_backbone(config, setup: Pretraining, cache_dir: str | Path | None = None,
                         progress: bool = True) -> tuple[dict, dict]:
     """``features.*`` state dict of an identity-pre-trained MFN, from ``cache_dir`` (default
-    ``data/cache/ddamfn_pretrain``) when its key matches, else trained now and saved. Returns
-    (state, info) with info = key, whether it was cached, identity accuracy per epoch, seconds."""
-    folder = Path(cache_dir) if cache_dir else PACKAGE.parent / "data" / "cache" / "ddamfn_pretrain"
+    ``ddamfn_pretrain`` in the course's cache folder, :func:`fer_utils.utils.cache_dir`) when its key
+    matches, else trained now and saved. Returns (state, info) with info = key, whether it was cached,
+    identity accuracy per epoch, seconds."""
+    folder = Path(cache_dir) if cache_dir else utils.cache_dir() / "ddamfn_pretrain"
     key = pretrain_key(config, setup)
     path = folder / f"mfn_{config.name}_{key}.pt"
     if path.is_file():
@@ -220,22 +222,19 @@ def backbone_features(model: DDAMFN, images: torch.Tensor, batch_size: int = 256
 def train_after_backbone(model: DDAMFN, features: torch.Tensor, labels: torch.Tensor, epochs: int, lr: float,
                          batch_size: int, seed: int, attention_weight: float = ATTENTION_WEIGHT) -> list[float]:
     """Adam on the heads, GDConv and fc of ``model`` (the backbone stays as it is) with
-    CE + ``attention_weight`` x attention loss, over fixed backbone ``features``; returns the loss per epoch."""
+    CE + ``attention_weight`` x attention loss, over fixed backbone ``features``
+    (:func:`fer_utils.train.fit` on ``model.classify``); returns the loss per epoch."""
     trained = [module for module in [*model.heads, model.Linear, model.fc]]
     optimizer = torch.optim.Adam([p for module in trained for p in module.parameters()], lr=lr)
     generator = torch.Generator().manual_seed(seed)
-    losses = []
-    for _ in range(epochs):
-        for module in trained:
-            module.train()
-        order, total = torch.randperm(len(features), generator=generator), 0.0
-        for start in range(0, len(order), batch_size):
-            batch = order[start:start + batch_size]
-            loss = ddamfn_loss(model.classify(features[batch]), labels[batch], attention_weight)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            total += float(loss.detach()) * len(batch)
-        losses.append(total / len(order))
+
+    def batches(_epoch: int):
+        return torch.randperm(len(features), generator=generator).split(batch_size)
+
+    def step(net: DDAMFN, rows: torch.Tensor) -> torch.Tensor:
+        return ddamfn_loss(net.classify(features[rows]), labels[rows], attention_weight)
+
+    history = fit(model, batches, epochs, optimizer, loss_step=step, steps_per_epoch=-(-len(features) // batch_size),
+                  progress=False)
     model.eval()
-    return losses
+    return history["train_loss"]

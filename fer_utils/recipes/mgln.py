@@ -28,6 +28,8 @@ from torchvision.transforms import v2
 
 from fer_utils.data.sequences import model_inputs
 from fer_utils.models.mgln import MGLN, VGG16_CONV4
+from fer_utils.train import fit as train_fit
+from fer_utils.models import logits_of
 from fer_utils.recipes import Recipe
 
 
@@ -107,9 +109,9 @@ def loss_step(model: MGLN, batch: dict[str, Tensor], recipe: MGLNRecipe = FULL) 
         face, soft = v2.MixUp(alpha=recipe.mixup_alpha, num_classes=recipe.num_classes)(face, labels)
     else:
         soft = F.one_hot(labels, recipe.num_classes).float()
-    global_logits, part_logits = model(face, eyes, noses, mouths)
-    loss_global = F.cross_entropy(global_logits, soft)
-    loss_part = F.cross_entropy(part_logits, labels)
+    out = model(face, eyes, noses, mouths)
+    loss_global = F.cross_entropy(out.global_logits, soft)
+    loss_part = F.cross_entropy(out.part_logits, labels)
     logs = {"loss_global": float(loss_global.detach()), "loss_part": float(loss_part.detach())}
     return loss_global + loss_part, logs
 
@@ -118,16 +120,14 @@ def loss_step(model: MGLN, batch: dict[str, Tensor], recipe: MGLNRecipe = FULL) 
 def predict(model: MGLN, data: dict[str, Tensor], slots: str = "real", batch_size: int = 256) -> dict[str, Tensor]:
     """Eval-mode logits over a whole sequence set: ``global``, ``part`` and ``fused`` (their sum)."""
     model.eval()
-    outs: dict[str, list[Tensor]] = {"global": [], "part": []}
+    outs: dict[str, list[Tensor]] = {"global": [], "part": [], "fused": []}
     n = len(data["label"])
     for i in range(0, n, batch_size):
-        chunk = {k: v[i:i + batch_size] for k, v in data.items()}
-        g, p = model(*model_inputs(chunk, slots))
-        outs["global"].append(g)
-        outs["part"].append(p)
-    result = {k: torch.cat(v) for k, v in outs.items()}
-    result["fused"] = result["global"] + result["part"]
-    return result
+        out = model(*model_inputs({k: v[i:i + batch_size] for k, v in data.items()}, slots))
+        outs["global"].append(out.global_logits)
+        outs["part"].append(out.part_logits)
+        outs["fused"].append(logits_of(out))    # the decision-level fusion: global + part
+    return {k: torch.cat(v) for k, v in outs.items()}
 
 
 def accuracies(logits: dict[str, Tensor], labels: Tensor) -> dict[str, float]:
@@ -142,61 +142,46 @@ def pretrain_ssm(model: MGLN, faces: Tensor, labels: Tensor, recipe: MGLNRecipe,
     Stands in for the authors' ImageNet VGG16 start. ``faces`` (N, 3, s, s) model tensors, ``labels`` (N,).
     The linear head is thrown away afterwards; only the SSM's weights stay in ``model``.
     """
-    from tqdm import tqdm
-
     torch.manual_seed(seed)
     head = nn.Linear(model.front_end.out_channels, recipe.num_classes)
-    params = list(model.front_end.parameters()) + list(head.parameters())
-    optimizer = torch.optim.Adam(params, lr=recipe.pretrain_lr)
+    optimizer = torch.optim.Adam(list(model.front_end.parameters()) + list(head.parameters()), lr=recipe.pretrain_lr)
     order = torch.Generator().manual_seed(seed)
     n, b = len(labels), recipe.pretrain_batch
-    losses: list[float] = []
-    model.front_end.train()
-    with tqdm(total=recipe.pretrain_epochs * (n // b), desc="pre-training the SSM", disable=not progress) as bar:
-        for _ in range(recipe.pretrain_epochs):
-            perm, total = torch.randperm(n, generator=order), 0.0
-            for i in range(0, n - b + 1, b):
-                idx = perm[i:i + b]
-                loss = F.cross_entropy(head(model.front_end(faces[idx]).mean((2, 3))), labels[idx])
-                optimizer.zero_grad()
-                loss.backward()
-                optimizer.step()
-                total += float(loss.detach())
-                bar.update()
-            losses.append(total / max(n // b, 1))
-    return losses
+
+    def batches(_epoch: int):
+        perm = torch.randperm(n, generator=order)
+        return (perm[i:i + b] for i in range(0, n - b + 1, b))
+
+    def step(front_end: nn.Module, idx: Tensor) -> Tensor:
+        return F.cross_entropy(head(front_end(faces[idx]).mean((2, 3))), labels[idx])
+
+    history = train_fit(model.front_end, batches, recipe.pretrain_epochs, optimizer, loss_step=step,
+                  steps_per_epoch=n // b, progress=progress, desc="pre-training the SSM")
+    return history["train_loss"]
 
 
 def fit(model: MGLN, train: dict[str, Tensor], test: dict[str, Tensor], recipe: MGLNRecipe, seed: int = 0,
-        progress: bool = True, desc: str = "MGLN") -> dict[str, list]:
-    """Train with :func:`loss_step` for ``recipe.epochs``; after each epoch evaluate on ``test``.
+             progress: bool = True, desc: str = "MGLN") -> dict[str, list]:
+    """Train with :func:`loss_step` for ``recipe.epochs`` (:func:`fer_utils.train.fit`); after each epoch
+    evaluate on ``test``.
 
     Returns the history: ``loss_global`` / ``loss_part`` (epoch means) and, per epoch, the test accuracy
     of ``global``, ``part`` and ``fused`` with real frames. Reading the LAST epoch is the clean protocol;
     taking the best epoch of this list is the authors' selection on the test fold.
     """
-    from tqdm import tqdm
-
     torch.manual_seed(seed)
     optimizer, scheduler = make_optimizer(model, recipe)
     order = torch.Generator().manual_seed(seed)
     n, b = len(train["label"]), recipe.batch_size
-    history: dict[str, list] = {"loss_global": [], "loss_part": [], "global": [], "part": [], "fused": []}
-    with tqdm(total=recipe.epochs * (n // b), desc=desc, disable=not progress, leave=False) as bar:
-        for _ in range(recipe.epochs):
-            model.train()
-            perm, sums = torch.randperm(n, generator=order), {"loss_global": 0.0, "loss_part": 0.0}
-            for i in range(0, n - b + 1, b):
-                loss, logs = loss_step(model, {k: v[perm[i:i + b]] for k, v in train.items()}, recipe)
-                optimizer.zero_grad()
-                loss.backward()
-                optimizer.step()
-                for k in sums:
-                    sums[k] += logs[k]
-                bar.update()
-            scheduler.step()
-            for k, v in sums.items():
-                history[k].append(v / max(n // b, 1))
-            for k, v in accuracies(predict(model, test), test["label"]).items():
-                history[k].append(v)
-    return history
+
+    def batches(_epoch: int):
+        perm = torch.randperm(n, generator=order)
+        return ({k: v[perm[i:i + b]] for k, v in train.items()} for i in range(0, n - b + 1, b))
+
+    def score(_epoch: int, history: dict) -> None:
+        for k, v in accuracies(predict(model, test), test["label"]).items():
+            history.setdefault(k, []).append(v)
+
+    history = train_fit(model, batches, recipe.epochs, optimizer, scheduler=scheduler, progress=progress, desc=desc,
+                  loss_step=lambda m, batch: loss_step(m, batch, recipe), steps_per_epoch=n // b, on_epoch=score)
+    return {k: history[k] for k in ("loss_global", "loss_part", "global", "part", "fused")}

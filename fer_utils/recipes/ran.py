@@ -15,12 +15,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm import tqdm
 
 from fer_utils import losses
+from fer_utils.models import logits_of
 from fer_utils.models.ran import RAN
 from fer_utils.models.scn import small_backbone
 from fer_utils.recipes import Recipe
+from fer_utils.train import fit
 
 GRID_REGIONS = ("top-left", "top-right", "bottom-left", "bottom-right")
 LANDMARK_REGIONS = ("eye (image left)", "eye (image right)", "nose", "mouth")
@@ -102,10 +103,11 @@ def loss_step(model: nn.Module, batch, recipe: RANRecipe):
     """``batch = (images, boxes, labels)`` for RAN, ``(images, None, labels)`` for the plain CNN."""
     images, boxes, labels = batch
     if boxes is None:
-        logits = model(images)
+        logits = logits_of(model(images))
         ce = F.cross_entropy(logits, labels)
         return ce, {"ce": float(ce.detach()), "rb": 0.0}
-    logits, mu, _ = model(images, boxes)
+    out = model(images, boxes)
+    logits, mu = logits_of(out), out.mu
     ce = F.cross_entropy(logits, labels)
     rb = losses.region_biased_loss(mu, recipe.rb_margin) if recipe.rb_weight > 0 else ce.new_zeros(())
     return ce + recipe.rb_weight * rb, {"ce": float(ce.detach()), "rb": float(rb.detach())}
@@ -113,34 +115,29 @@ def loss_step(model: nn.Module, batch, recipe: RANRecipe):
 
 def train(model: nn.Module, images: torch.Tensor, boxes: torch.Tensor | None, labels: torch.Tensor,
           recipe: RANRecipe, seed: int = 0, progress: bool = True, val: tuple | None = None) -> dict:
-    """Train RAN (``boxes`` (N, R, 4)) or the plain CNN (``boxes=None``) on in-memory tensors.
+    """Train RAN (``boxes`` (N, R, 4)) or the plain CNN (``boxes=None``) on in-memory tensors with
+    :func:`fer_utils.train.fit` (full batches in a seeded order).
 
     ``val = (images, boxes or None, labels)`` adds ``val_accuracy`` per epoch to the history."""
     optimizer, scheduler = make_optimizer(model, recipe)
     generator = torch.Generator().manual_seed(seed)
     n, steps = len(labels), len(labels) // recipe.batch_size
-    history: dict[str, list] = {"train_loss": [], "rb": []}
-    bar = tqdm(total=recipe.epochs * steps, disable=not progress, desc=recipe.name if boxes is not None else "cnn",
-               unit="batch", mininterval=2.0, ascii=True)
-    for _ in range(recipe.epochs):
-        model.train()
-        order, total, total_rb = torch.randperm(n, generator=generator), 0.0, 0.0
+
+    def batches(_epoch: int):
+        order = torch.randperm(n, generator=generator)
         for step in range(steps):
             index = order[step * recipe.batch_size:(step + 1) * recipe.batch_size]
-            batch = (images[index], None if boxes is None else boxes[index], labels[index])
-            loss, logs = loss_step(model, batch, recipe)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            total, total_rb = total + float(loss.detach()), total_rb + logs["rb"]
-            bar.update(1)
-        scheduler.step()
-        history["train_loss"].append(total / steps)
-        history["rb"].append(total_rb / steps)
+            yield images[index], None if boxes is None else boxes[index], labels[index]
+
+    def validate(_epoch: int, history: dict) -> None:
         if val is not None:
             logits = predict(model, val[0], val[1])["logits"]
             history.setdefault("val_accuracy", []).append(float((logits.argmax(1) == np.asarray(val[2])).mean()))
-    bar.close()
+
+    history = fit(model, batches, recipe.epochs, optimizer, scheduler=scheduler, progress=progress,
+                  desc=recipe.name if boxes is not None else "cnn", loss_step=lambda m, b: loss_step(m, b, recipe),
+                  steps_per_epoch=steps, on_epoch=validate)
+    history.pop("ce", None)
     return history
 
 
@@ -152,8 +149,8 @@ def predict(model: nn.Module, images: torch.Tensor, boxes: torch.Tensor | None =
     parts: dict[str, list] = {"logits": [], "mu": [], "nu": []}
     for i in range(0, len(images), batch_size):
         if boxes is None:
-            parts["logits"].append(model(images[i:i + batch_size]))
+            parts["logits"].append(logits_of(model(images[i:i + batch_size])))
             continue
-        logits, mu, nu = model(images[i:i + batch_size], boxes[i:i + batch_size])
-        parts["logits"].append(logits), parts["mu"].append(mu), parts["nu"].append(nu)
+        out = model(images[i:i + batch_size], boxes[i:i + batch_size])
+        parts["logits"].append(logits_of(out)), parts["mu"].append(out.mu), parts["nu"].append(out.nu)
     return {k: torch.cat(v).numpy() for k, v in parts.items() if v}

@@ -19,11 +19,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm import tqdm
 
 from fer_utils import losses
+from fer_utils.models import logits_of
 from fer_utils.models.scn import SCN, scn_resnet18, small_backbone
 from fer_utils.recipes import Recipe
+from fer_utils.train import fit
 
 RELABEL_MODES = ("all", "low", "none")
 
@@ -85,7 +86,8 @@ def make_optimizer(model: nn.Module, recipe: SCNRecipe):
 def loss_step(model: SCN, batch, recipe: SCNRecipe):
     """``batch = (images, labels)`` -> (CE on the (weighted) logits + L_RR, logs with logits and alpha)."""
     images, labels = batch
-    logits, alpha = model(images)
+    out = model(images)
+    logits, alpha = logits_of(out), out.alpha
     ce = F.cross_entropy(logits, labels)
     rr = losses.rank_regularization(alpha, recipe.beta, recipe.margin_1) if recipe.rank_reg else ce.new_zeros(())
     return ce + rr, {"ce": float(ce.detach()), "rr": float(rr.detach()), "logits": logits.detach(), "alpha": alpha.detach()}
@@ -99,7 +101,8 @@ def _relabel_batch(logs: dict, labels: torch.Tensor, recipe: SCNRecipe) -> tuple
 
 def train(model: SCN, images: torch.Tensor, labels: np.ndarray, recipe: SCNRecipe, seed: int = 0,
           progress: bool = True, val: tuple[torch.Tensor, np.ndarray] | None = None) -> dict:
-    """Train ``model`` on in-memory ``images`` (N, C, H, W) with (noisy) ``labels``.
+    """Train ``model`` on in-memory ``images`` (N, C, H, W) with (noisy) ``labels``, with
+    :func:`fer_utils.train.fit`; SCN's own part is the relabelling after each step (``on_step``).
 
     Returns ``labels`` (the training labels after relabelling), ``relabelled`` (bool,
     changed at least once), ``train_loss``, ``rr`` and ``relabelled_share`` per epoch, and
@@ -112,31 +115,31 @@ def train(model: SCN, images: torch.Tensor, labels: np.ndarray, recipe: SCNRecip
     original = stored.clone()
     optimizer, scheduler = make_optimizer(model, recipe)
     generator = torch.Generator().manual_seed(seed)
-    n, history = len(stored), {"train_loss": [], "rr": [], "relabelled_share": []}
+    n, epoch_now = len(stored), [0]
     steps = n // recipe.batch_size  # full batches only, so every batch has both groups
-    bar = tqdm(total=recipe.epochs * steps, disable=not progress, desc=recipe.name, unit="batch",
-               mininterval=2.0, ascii=True)
-    for epoch in range(1, recipe.epochs + 1):
-        model.train()
+
+    def batches(epoch: int):
+        epoch_now[0] = epoch
         order = torch.randperm(n, generator=generator)
-        total, total_rr = 0.0, 0.0
         for step in range(steps):
             index = order[step * recipe.batch_size:(step + 1) * recipe.batch_size]
-            loss, logs = loss_step(model, (images[index], stored[index]), recipe)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            total, total_rr = total + float(loss.detach()), total_rr + logs["rr"]
-            if recipe.relabel != "none" and epoch >= recipe.relabel_epoch:
-                stored[index] = _relabel_batch(logs, stored[index], recipe)[0]
-            bar.update(1)
-        scheduler.step()
-        history["train_loss"].append(total / steps)
-        history["rr"].append(total_rr / steps)
-        history["relabelled_share"].append(float((stored != original).float().mean()))
+            yield index, images[index], stored[index]
+
+    def relabel(_step: int, batch, _loss: float, logs: dict) -> None:
+        index = batch[0]
+        if recipe.relabel != "none" and epoch_now[0] >= recipe.relabel_epoch:
+            stored[index] = _relabel_batch(logs, stored[index], recipe)[0]
+
+    def after_epoch(_epoch: int, history: dict) -> None:
+        history.setdefault("relabelled_share", []).append(float((stored != original).float().mean()))
         if val is not None:
-            history.setdefault("val_accuracy", []).append(float((predict(model, val[0])[0].argmax(1) == val[1]).mean()))
-    bar.close()
+            accuracy = float((predict(model, val[0])[0].argmax(1) == val[1]).mean())
+            history.setdefault("val_accuracy", []).append(accuracy)
+
+    history = fit(model, batches, recipe.epochs, optimizer, scheduler=scheduler, progress=progress, desc=recipe.name,
+                  loss_step=lambda m, batch: loss_step(m, batch[1:], recipe), steps_per_epoch=steps,
+                  on_step=relabel, on_epoch=after_epoch)
+    history.pop("ce", None)
     history["labels"] = stored.numpy()
     history["relabelled"] = (stored != original).numpy()
     return history
@@ -147,4 +150,4 @@ def predict(model: SCN, images: torch.Tensor, batch_size: int = 512) -> tuple[np
     """Eval-mode ``(logits (N, C), alpha (N,))`` as numpy."""
     model.eval()
     outs = [model(images[i:i + batch_size]) for i in range(0, len(images), batch_size)]
-    return torch.cat([o[0] for o in outs]).numpy(), torch.cat([o[1] for o in outs]).numpy()
+    return torch.cat([logits_of(o) for o in outs]).numpy(), torch.cat([o.alpha for o in outs]).numpy()

@@ -23,6 +23,7 @@ from tqdm import tqdm
 
 from fer_utils import metrics
 from fer_utils.losses import cross_entropy, va_loss
+from fer_utils.models import logits_of
 from fer_utils.models.two_level import COURSE_CONFIG, TwoLevelAttentionNet
 from fer_utils.recipes import Recipe
 from fer_utils.train import fit
@@ -63,7 +64,7 @@ def loss_step(model: nn.Module, batch, recipe: TwoLevelRecipe, stage: str = "va"
     """One batch's loss: cross-entropy on the logits (``stage="expression"``) or the stage-2 VA loss."""
     images, targets = batch
     out = model(images)
-    loss = cross_entropy(out.logits, targets) if stage == "expression" else va_loss(recipe.loss)(out, targets)
+    loss = cross_entropy(logits_of(out), targets) if stage == "expression" else va_loss(recipe.loss)(out, targets)
     return loss, {"loss": float(loss.detach())}
 
 
@@ -75,7 +76,7 @@ class Classifier(nn.Module):
         self.model = model
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.model(images).logits
+        return logits_of(self.model(images))
 
 
 def train_stage(model: TwoLevelAttentionNet, train_loader, epochs: int, stage: str, lr: float = 1e-3,

@@ -42,8 +42,9 @@ import torch.distributed as dist
 from torch import nn
 
 from fer_utils.tools import checkpoint as ckpt
+from fer_utils.utils import seed_everything
 from fer_utils.tools.train_loop import (Context, FerTrainError, Steps, evaluate, gather_rng, make_loaders,
-                                        seed_all, setup, sync_and_compare, to_device, train_epoch, wrap)
+                                        setup, sync_and_compare, to_device, train_epoch, wrap)
 
 PROFILES = {"full": "FULL", "course": "COURSE", "smoke": "SMOKE"}
 
@@ -284,7 +285,7 @@ def _announce(ctx: Context, args: argparse.Namespace, plan: Plan, channels_last:
 def build(plan: Plan, args: argparse.Namespace, ctx: Context, channels_last: bool) -> tuple:
     """Model (optionally from ``--init``), optimiser, scheduler, GradScaler, loaders, wrapped model."""
     recipe = plan.recipe
-    seed_all(args.seed)
+    seed_everything(args.seed, deterministic=args.deterministic)
     model = plan.module.build_model(recipe)
     if args.init:
         model.load_state_dict(ckpt.load_weights(args.init))
@@ -314,7 +315,7 @@ def run(args: argparse.Namespace) -> dict | None:
     channels_last = not args.no_channels_last
     _announce(ctx, args, plan, channels_last)
     model, optimizer, scheduler, scaler, loaders, net = build(plan, args, ctx, channels_last)
-    seed_all(args.seed + ctx.rank)
+    seed_everything(args.seed + ctx.rank, deterministic=args.deterministic)
     done, best = 0, {"metric": None, "value": None}
     if plan.resume is not None:
         done, best = restore(plan.resume, model, optimizer, scheduler, scaler, ctx, recipe, args.profile)

@@ -14,12 +14,9 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import math
 import os
-import random
 from typing import Any, Callable, Sequence
 
-import numpy as np
 import torch
 import torch.distributed as dist
 from torch import nn
@@ -27,7 +24,8 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from tqdm import tqdm
 
 from fer_utils.tools import checkpoint as ckpt
-from fer_utils.train import backward_step
+from fer_utils.models import logits_of
+from fer_utils.train import split_loss, train_step
 
 
 class FerTrainError(ValueError):
@@ -86,19 +84,13 @@ def setup(device_name: str, amp: bool, workers: int | None) -> Context:
     return Context(rank, world, local_rank, device, amp_dtype, workers)
 
 
-def seed_all(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-
-
 def unused_parameters(model: nn.Module, steps: Steps, batch: tuple, recipe: Any) -> list[str]:
     """Parameters that one training step leaves without a gradient (on a copy of the model:
     the real one, its BatchNorm statistics included, is not touched)."""
     probe = copy.deepcopy(model).train()
     state = torch.get_rng_state()
-    loss, _ = _loss_and_logs(steps.loss_step(probe, batch, recipe))
-    loss.backward()
+    loss, _ = split_loss(steps.loss_step(probe, batch, recipe))
+    loss.backward()   # a probe for parameters without a gradient, not a training step
     torch.set_rng_state(state)
     return [n for n, p in probe.named_parameters() if p.requires_grad and p.grad is None]
 
@@ -133,10 +125,6 @@ class _Recorder:
         return getattr(self.model, name)
 
 
-def _loss_and_logs(result: Any) -> tuple[torch.Tensor, dict]:
-    return (result[0], dict(result[1] or {})) if isinstance(result, tuple) else (result, {})
-
-
 def to_device(x: torch.Tensor, y: torch.Tensor, ctx: Context, channels_last: bool) -> tuple:
     x = x.to(ctx.device, non_blocking=True)
     if channels_last and x.ndim == 4:
@@ -160,8 +148,8 @@ class Sums:
             if key == "loss":  # the loss itself, summed above
                 continue
             self.values[f"log_{key}"] = self.values.get(f"log_{key}", 0.0) + float(value) * n
-        logits = output[0] if isinstance(output, (tuple, list)) else getattr(output, "logits", output)
-        if isinstance(logits, torch.Tensor) and logits.ndim == 2 and not y.is_floating_point():
+        logits = logits_of(output) if not y.is_floating_point() else None
+        if logits is not None and logits.ndim == 2:
             self.values["correct"] += float((logits.argmax(1) == y).sum())
         else:
             self.has_accuracy = False
@@ -190,14 +178,9 @@ def train_epoch(net: nn.Module, loader: DataLoader, steps: Steps, recipe: Any, o
                mininterval=2.0, ascii=True, leave=False)
     for step, (x, y) in enumerate(bar, start=1):
         x, y = to_device(x, y, ctx, channels_last)
-        with torch.autocast(ctx.device.type, dtype=ctx.amp_dtype, enabled=ctx.amp_dtype is not None):
-            loss, logs = _loss_and_logs(steps.loss_step(recorder, (x, y), recipe))
-        value = float(loss.detach())
-        if not math.isfinite(value):
-            raise FloatingPointError(f"loss became {value} at epoch {epoch}, step {step} on rank {ctx.rank}: "
-                                     "training stopped (lower the learning rate or check the inputs)")
-        optimizer.zero_grad(set_to_none=True)
-        backward_step(loss, optimizer, scaler)
+        value, logs = train_step(recorder, (x, y), lambda m, b: steps.loss_step(m, b, recipe), optimizer,
+                                 scaler=scaler, amp_dtype=ctx.amp_dtype, device_type=ctx.device.type,
+                                 where=f"at epoch {epoch}, step {step} on rank {ctx.rank}")
         sums.add(value, logs, recorder.output, y)
         bar.set_postfix(loss=f"{sums.values['loss'] / sums.values['count']:.4f}", refresh=False)
     bar.close()
@@ -213,7 +196,7 @@ def evaluate(model: nn.Module, loader: DataLoader, steps: Steps, recipe: Any, ct
     for x, y in loader:
         x, y = to_device(x, y, ctx, channels_last)
         with torch.autocast(ctx.device.type, dtype=ctx.amp_dtype, enabled=ctx.amp_dtype is not None):
-            loss, logs = _loss_and_logs(steps.loss_step(recorder, (x, y), recipe))
+            loss, logs = split_loss(steps.loss_step(recorder, (x, y), recipe))
         sums.add(float(loss), logs, recorder.output, y)
     return sums.reduce(ctx, "val")
 
