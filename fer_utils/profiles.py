@@ -20,9 +20,11 @@ written once, in their recipe (``fer_utils/recipes/<paper>.py``: ``SMOKE``, ``CO
 from __future__ import annotations
 
 import importlib
-import os
 from dataclasses import dataclass
+from types import ModuleType
 from typing import Any
+
+from fer_utils.utils import PROFILE_NAMES, check_profile, resolve_profile
 
 
 @dataclass(frozen=True)
@@ -32,7 +34,7 @@ class Profile:
     name: str
 
 
-PROFILES: dict[str, Profile] = {name: Profile(name) for name in ("smoke", "course", "full")}
+PROFILES: dict[str, Profile] = {name: Profile(name) for name in PROFILE_NAMES}
 
 
 @dataclass(frozen=True)
@@ -157,34 +159,29 @@ SETTINGS: dict[str, dict[str, dict[str, Any]]] = {
 SHOWN_ONLY: dict[str, set[str]] = {"05_ddamfn": {"optimizer", "lr"}}  # recipe.make_optimizer(model, RECIPE)
 
 
-def resolve_profile(name: str | None = None) -> str:
-    """The profile in force: ``FER_PROFILE`` if set, else ``name``, else ``"course"``.
-
-    Raises ``ValueError`` listing the valid names for anything else.
-    """
-    chosen = os.environ.get("FER_PROFILE") or name or "course"
-    if chosen not in PROFILES:
-        valid = ", ".join(repr(p) for p in PROFILES)
-        raise ValueError(f"unknown profile {chosen!r}; valid profiles are {valid}")
-    return chosen
-
-
 def get_profile(name: str | None = None) -> Profile:
-    """The :class:`Profile` in force (see :func:`resolve_profile`)."""
+    """The :class:`Profile` in force at an entry point (:func:`fer_utils.utils.resolve_profile`:
+    ``FER_PROFILE`` wins over ``name``)."""
     return PROFILES[resolve_profile(name)]
 
 
+def recipe_for(module: ModuleType, profile: str | Profile) -> Any:
+    """A recipe module's recipe for a resolved profile: ``module.SMOKE`` / ``COURSE`` / ``FULL``
+    (``AttributeError`` when the module has none for it)."""
+    return getattr(module, check_profile(profile).upper())
+
+
 def recipe(notebook: str, profile: str | Profile):
-    """The notebook's recipe for ``profile`` (``fer_utils.recipes.<paper>.SMOKE`` / ``COURSE`` / ``FULL``), or None."""
-    name = profile.name if isinstance(profile, Profile) else resolve_profile(profile)
+    """The notebook's recipe for a resolved ``profile`` (``fer_utils.recipes.<paper>.SMOKE`` / ``COURSE`` /
+    ``FULL``), or None for a notebook without one."""
     if notebook not in RECIPES:
         return None
-    return getattr(importlib.import_module(f"fer_utils.recipes.{RECIPES[notebook]}"), name.upper())
+    return recipe_for(importlib.import_module(f"fer_utils.recipes.{RECIPES[notebook]}"), profile)
 
 
 def settings(notebook: str, profile: str | Profile) -> dict[str, Any]:
     """The notebook's row of :data:`SETTINGS` for ``profile``, with every ``R.<field>`` read from its recipe."""
-    name = profile.name if isinstance(profile, Profile) else resolve_profile(profile)
+    name = check_profile(profile)
     if notebook not in SETTINGS:
         raise KeyError(f"no settings for notebook {notebook!r} in fer_utils/profiles.py (have {sorted(SETTINGS)})")
     row, chosen = SETTINGS[notebook][name], recipe(notebook, name)

@@ -26,6 +26,25 @@ def cache_dir() -> Path:
     return Path(platformdirs.user_cache_dir("fer-utils", appauthor=False))
 
 
+#: The run profiles, smallest first (what each one sets: :mod:`fer_utils.profiles` and the recipes).
+PROFILE_NAMES: tuple[str, ...] = ("smoke", "course", "full")
+
+
+def check_profile(profile: Any) -> str:
+    """The name of an already resolved profile (a name or an object with ``.name``); refuses anything else.
+    Reads no environment: :func:`resolve_profile` does that, once, at an entry point."""
+    name = getattr(profile, "name", profile)
+    if name not in PROFILE_NAMES:
+        raise ValueError(f"unknown profile {name!r}; valid profiles are {', '.join(map(repr, PROFILE_NAMES))}")
+    return name
+
+
+def resolve_profile(name: str | None = None, default: str = "course") -> str:
+    """The profile in force at an entry point (a notebook's set-up, ``fer-train``): ``FER_PROFILE`` if
+    set, else ``name``, else ``default``. The only place the package reads ``FER_PROFILE``."""
+    return check_profile(os.environ.get("FER_PROFILE") or name or default)
+
+
 def seed_everything(seed: int = 0, deterministic: bool = True) -> None:
     """Seed Python, NumPy and torch; on the CPU also ask torch for deterministic kernels."""
     random.seed(seed)

@@ -28,7 +28,9 @@ def test_profiles_resolve_and_reject(monkeypatch):
     monkeypatch.setenv("FER_PROFILE", "smoke")
     from fer_utils.recipes import ddamfn
     assert ddamfn.SMOKE.epochs != ddamfn.COURSE.epochs
-    assert profiles.settings("05_ddamfn", "course")["epochs"] == ddamfn.SMOKE.epochs  # the environment wins
+    # resolved once, at the entry point: settings() and recipe() take that name and read no environment
+    assert profiles.settings("05_ddamfn", "course")["epochs"] == ddamfn.COURSE.epochs
+    assert profiles.recipe("05_ddamfn", "course") is ddamfn.COURSE
 
 
 @pytest.mark.parametrize("notebook", sorted(profiles.SETTINGS))

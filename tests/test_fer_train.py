@@ -1,8 +1,10 @@
 """fer-train: DDP (torchrun, gloo) equals one process, resume equals no interruption, safe loading,
 bad command lines fail at once.
 
-The data is a tiny SynthFaces export in the RAF-DB layout (48 faces, 32 train / 16 test, 32x32 JPEGs)
-written with ``write_rafdb`` and read back by ``read_rafdb``, as a real RAF-DB folder would be.
+The data is a tiny SynthFaces export in the RAF-DB layout (48 faces, 40 train / 8 test, 32x32 JPEGs)
+written with ``write_rafdb`` and read back by ``read_rafdb``, as a real RAF-DB folder would be. RAF-DB has
+no validation split: fer-train carves 4 faces (10%, stratified) out of train, trains on 36 and never
+reads the test split.
 The DDP comparison uses a tiny recipe written here (one conv, no BatchNorm): BatchNorm normalises
 each process's half-batch by its own statistics, so a model with BatchNorm is not expected to
 match the one-process run exactly (SyncBatchNorm fixes that, on CUDA only).
@@ -83,7 +85,7 @@ def env(tmp_path_factory):
 
     base = tmp_path_factory.mktemp("fer_train")
     faces = SynthFaces(48, seed=0, size=64, with_masks=False)
-    items = [dict(faces[i], split="train" if i < 32 else "test") for i in range(48)]
+    items = [dict(faces[i], split="train" if i < 40 else "test") for i in range(48)]
     write_rafdb(items, base / "rafdb", size=32, verbose=False)
     write_affectnet([dict(item, split="train" if item["split"] == "train" else "val") for item in items],
                     base / "affectnet", verbose=False)
@@ -99,7 +101,7 @@ def env(tmp_path_factory):
 def args(env, out, *extra: str) -> list[str]:
     root, _ = env
     return ["fertest_recipes.tiny", "--dataset", "rafdb", "--data-root", str(root), "--out", str(out),
-            "--no-progress", "--threads", "1", *extra]
+            "--no-progress", "--threads", "1", *extra] + ([] if "--profile" in extra else ["--profile", "full"])
 
 
 def weights(path: Path) -> dict[str, torch.Tensor]:
@@ -125,8 +127,9 @@ def test_torchrun_two_processes_match_one_process(env, tmp_path):
     assert [m["world_size"] for m in two] == [2, 2, 2] and [m["world_size"] for m in one] == [1, 1, 1]
     # DDP kept both ranks' parameters identical after every epoch (checked by broadcasting rank 0's)
     assert [m["rank_param_max_diff"] for m in two] == [0.0, 0.0, 0.0]
-    # every image once per epoch, summed over the two ranks; the validation shards cover the 16 test faces
-    assert {m["train_images"] for m in two} == {32} and {m["val_images"] for m in two} == {16}
+    # every image once per epoch, summed over the two ranks; the validation shards cover the 4 carved faces
+    assert {m["train_images"] for m in two} == {36} and {m["val_images"] for m in two} == {4}
+    assert {m["val_split"] for m in two + one} == {"val carved out of train"}
     a, b = weights(tmp_path / "ddp" / "last.pt"), weights(tmp_path / "one" / "last.pt")
     start = fer_train.load_recipe_module("fertest_recipes.tiny").build_model(
         fer_train.resolve_recipe("fertest_recipes.tiny", "full")[1]).state_dict()
@@ -183,14 +186,16 @@ def test_pickled_checkpoint_is_refused(env, tmp_path):
 @pytest.mark.parametrize("change, message", [
     ({0: "ddamfm"}, r"unknown recipe 'ddamfm'; available recipes: "),
     ({2: "rafbd"}, r"unknown dataset 'rafbd'; the readers are: .*rafdb"),
-    ({4: "/no/such/folder"}, r"--data-root /no/such/folder: no such file or folder \(dataset 'rafdb'\)"),
+    ({4: "/no/such/folder"}, r"dataset 'rafdb' at /no/such/folder: data_root '/no/such/folder' does not exist"),
+    ({"val": "test"}, r"--val-split test: fer-train keeps best.pt by its validation score, so validating on the "
+                      r"test split would choose the checkpoint on the test set"),
     ({"set": "epochz=2"}, r"--set 'epochz=2': expected FIELD=VALUE with FIELD one of"),
 ])
 def test_bad_command_line_fails_at_once(env, tmp_path, change, message, monkeypatch, capsys):
     argv = args(env, tmp_path / "run")
     for where, value in change.items():
-        if where == "set":
-            argv += ["--set", value]
+        if where in ("set", "val"):
+            argv += [f"--{where.replace('val', 'val-split')}", value]
         else:
             argv[where] = value
     with pytest.raises(fer_train.FerTrainError, match=message):
@@ -214,7 +219,9 @@ def test_ddamfn_recipe_trains_and_prints_the_resolved_recipe(env, tmp_path, caps
     for field in ("lr", "batch_size", "normalize", "config"):  # every field is printed with its value
         assert f"= {getattr(ddamfn.SMOKE, field)!r}" in shown
     assert "epochs           = 1   (--set)" in shown
-    assert last["epoch"] == 1 and last["train_images"] == 32 and last["val_images"] == 16
+    assert last["epoch"] == 1 and last["train_images"] == 36 and last["val_images"] == 4
+    data = json.loads((tmp_path / "dd" / "recipe.json").read_text())["data"]
+    assert (data["train_images"], data["val_images"], data["val_split"]) == (36, 4, "val carved out of train")
     assert math.isfinite(last["train_loss"]) and 0.0 <= last["val_accuracy"] <= 1.0
     saved = ckpt.load(tmp_path / "dd" / "best.pt")
     assert saved["recipe"]["fields"] == {**ckpt.recipe_to_dict(ddamfn.SMOKE, "smoke")["fields"], "epochs": 1}
@@ -227,9 +234,41 @@ def test_two_stage_recipe_runs_stage_by_stage(env, tmp_path):
     common = ["two_level", "--profile", "smoke", "--dataset", "affectnet", "--data-root", str(root),
               "--set", "epochs=1", "--no-progress", "--threads", "1"]
     first = fer_train.main([*common, "--out", str(tmp_path / "s1"), "--stage", "expression"])
-    assert "train_accuracy" in first and first["val_images"] == 16
+    assert "train_accuracy" in first and first["val_images"] == 4   # AffectNet's official val is its test set
     second = fer_train.main([*common, "--out", str(tmp_path / "s2"), "--stage", "va",
                              "--init", str(tmp_path / "s1" / "best.pt")])
     assert "train_accuracy" not in second and math.isfinite(second["val_loss"])  # regression: no accuracy
     with pytest.raises(fer_train.FerTrainError, match="loss_step takes no stage"):
         fer_train.main(args(env, tmp_path / "x", "--stage", "va"))
+
+
+def test_two_level_expression_reports_the_accuracy_of_its_best_checkpoint(env, tmp_path):
+    """Regression: fer-train scored the two-level network by its first output field (valence-arousal).
+    The validation accuracy in best.pt's metrics equals an evaluation of best.pt written here, on the
+    carved validation faces; the test faces are never among them."""
+    from fer_utils.data import sources
+    from fer_utils.data.convention import to_model_tensor
+    from fer_utils.data.datasets import adapt_image
+    from fer_utils.data.formats import FormatDataset
+    from fer_utils.models import logits_of
+    from fer_utils.recipes import two_level
+
+    root, _ = env
+    fer_train.main(["two_level", "--profile", "smoke", "--dataset", "rafdb", "--data-root", str(root), "--out",
+                    str(tmp_path / "tl"), "--stage", "expression", "--set", "epochs=2", "--no-progress",
+                    "--threads", "1"])
+    saved = ckpt.load(tmp_path / "tl" / "best.pt")
+    recipe = two_level.SMOKE
+    model = two_level.build_model(recipe)
+    model.load_state_dict(saved["model"])
+    source = sources.open_dataset("rafdb", str(root), accepted=("rafdb",), profile="smoke", seed=0,
+                                  carve=("val",), verbose=False)
+    items = FormatDataset(source.samples)
+    val = [int(i) for i in source.splits["val"]]
+    assert set(val).isdisjoint(int(i) for i in source.splits["test"]) and len(val) == 4
+    x = torch.cat([to_model_tensor(adapt_image(items[i]["image"], recipe.input_size, grayscale=True)[None],
+                                   recipe.normalize) for i in val])
+    with torch.no_grad():
+        predicted = logits_of(model.eval()(x)).argmax(1)
+    labels = torch.tensor([int(items[i]["label"]) for i in val])
+    assert saved["metrics"]["val_accuracy"] == pytest.approx(float((predicted == labels).float().mean()))

@@ -218,11 +218,13 @@ def test_readme_states_the_sizes_in_force():
             in readme) and SIZES["full"] is None
 
 
-def test_profile_names(monkeypatch):
-    from fer_utils.data.sources import resolve_profile
-    monkeypatch.setenv("FER_PROFILE", "smoke")
-    assert resolve_profile("full") == "smoke" and resolve_profile(PROFILES["full"]) == "full"
-    monkeypatch.delenv("FER_PROFILE")
-    assert resolve_profile(None) == "course"
+def test_open_dataset_takes_the_resolved_profile_and_reads_no_environment(monkeypatch, tmp_path):
+    """FER_PROFILE is read once, at the entry point (the notebook's set-up): open_dataset sizes the data by
+    the profile it is handed, whatever the environment says, and refuses an unknown name."""
+    F.write_rafdb(samples(20, split_cycle=("train",) * 4 + ("test",), size=100, gray=False), tmp_path, verbose=False)
+    monkeypatch.setenv("FER_PROFILE", "fast")     # an entry point would refuse it; open_dataset never looks
+    source = open_dataset("rafdb", tmp_path, accepted=("rafdb",), profile=PROFILES["full"], verbose=False)
+    assert source.profile == "full" and open_dataset("rafdb", tmp_path, accepted=("rafdb",), profile="smoke",
+                                                    verbose=False).profile == "smoke"
     with pytest.raises(ValueError, match="unknown profile 'fast'; valid profiles are 'smoke', 'course', 'full'"):
-        resolve_profile("fast")
+        open_dataset("rafdb", tmp_path, accepted=("rafdb",), profile="fast", verbose=False)

@@ -33,6 +33,8 @@ from typing import Any, Callable
 
 import numpy as np
 
+from fer_utils.utils import check_profile
+
 SPLITS = ("train", "val", "test")
 #: profile -> (training faces, validation and test faces each) taken from a real dataset; None: all.
 SIZES: dict[str, tuple[int, int] | None] = {"smoke": (600, 200), "course": (6000, 1500), "full": None}
@@ -97,15 +99,6 @@ DATASETS: dict[str, Spec] = {
         _OFFICIAL_VAL_IS_TEST, group="video"),
 }
 SYNTHETIC = "synthfaces"
-
-
-def resolve_profile(profile: Any = None) -> str:
-    """The profile name in force: ``profile.name`` for a resolved profile (``run.profile``); for a
-    name or None, ``FER_PROFILE`` if set, else the name, else ``"course"``. Refuses an unknown name."""
-    name = profile.name if hasattr(profile, "name") else os.environ.get("FER_PROFILE") or profile or "course"
-    if name not in SIZES:
-        raise ValueError(f"unknown profile {name!r}; valid profiles are {', '.join(map(repr, SIZES))}")
-    return name
 
 
 def _expected(name: str) -> str:
@@ -289,7 +282,7 @@ def open_dataset(dataset: Any, data_root: Any, *, accepted: tuple[str, ...] = (S
     parameter errors are raised before any reading.
     """
     name, root, layout = check_dataset(dataset, data_root, tuple(accepted))
-    prof = resolve_profile(profile)
+    prof = check_profile(profile or "course")
     source = Source(name, root, layout.name if layout else None, prof)
     if source.synthetic:
         return source

@@ -42,11 +42,11 @@ import torch.distributed as dist
 from torch import nn
 
 from fer_utils.tools import checkpoint as ckpt
-from fer_utils.utils import seed_everything
+from fer_utils.profiles import recipe_for
+from fer_utils.utils import PROFILE_NAMES, resolve_profile, seed_everything
 from fer_utils.tools.train_loop import (Context, FerTrainError, Steps, evaluate, gather_rng, make_loaders,
                                         setup, sync_and_compare, to_device, train_epoch, wrap)
 
-PROFILES = {"full": "FULL", "course": "COURSE", "smoke": "SMOKE"}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -85,14 +85,15 @@ def _parse_value(text: str, current: Any) -> Any:
 def resolve_recipe(name: str, profile: str, overrides: Sequence[str] = ()) -> tuple[Any, Any, dict]:
     """(recipe module, recipe, {field: value} overridden by ``--set field=value``)."""
     module = load_recipe_module(name)
-    attr = PROFILES[profile]
-    if not hasattr(module, attr):
-        have = [p for p, a in PROFILES.items() if hasattr(module, a)]
-        raise FerTrainError(f"recipe {name!r} has no {attr} recipe (profile {profile!r}); it has: {have}")
+    try:
+        recipe = recipe_for(module, profile)
+    except AttributeError:
+        have = [p for p in PROFILE_NAMES if hasattr(module, p.upper())]
+        raise FerTrainError(f"recipe {name!r} has no {profile.upper()} recipe (profile {profile!r}); it has: {have}"
+                            ) from None
     for hook in ("build_model", "make_optimizer", "loss_step"):
         if not callable(getattr(module, hook, None)):
             raise FerTrainError(f"recipe module {module.__name__} lacks {hook}(); see fer_utils.recipes")
-    recipe = getattr(module, attr)
     fields = {f.name: f for f in dataclasses.fields(recipe)}
     changes: dict[str, Any] = {}
     for item in overrides:
@@ -118,50 +119,41 @@ def describe_recipe(recipe: Any, profile: str, changes: dict) -> str:
 # Data: any reader in fer_utils.data.formats
 # ----------------------------------------------------------------------------------------------
 
-def read_dataset(name: str, root: str | os.PathLike) -> Any:
-    """``fer_utils.data.formats.read_<name>(root)``; unknown names and missing paths fail at once."""
-    from fer_utils.data import formats
+def open_data(name: str, root: str | os.PathLike, recipe: Any, profile: str, target: str, seed: int,
+              val_split: str) -> Any:
+    """The dataset through :func:`fer_utils.data.sources.open_dataset` (one registry of datasets and layouts):
+    its own train / val splits, a validation split carved out of train when it has none (by subject or
+    video where the format has them, else stratified by class; seeded by ``--seed``), sized by the profile,
+    samples without the target dropped and counted in ``source.notes``.
 
-    known = sorted(n for n in formats.LABEL_MAPS if callable(getattr(formats, f"read_{n}", None)))
-    if name not in known:
-        raise FerTrainError(f"unknown dataset {name!r}; the readers are: {', '.join(known)}")
-    if not Path(root).exists():
-        raise FerTrainError(f"--data-root {root}: no such file or folder (dataset {name!r})")
+    The test split is never read for model selection: ``--val-split test`` is refused.
+    """
+    from fer_utils.data import sources
+    from fer_utils.data.formats import FormatError
+
+    if val_split == "test":
+        raise FerTrainError("--val-split test: fer-train keeps best.pt by its validation score, so validating on "
+                            "the test split would choose the checkpoint on the test set and the test score would "
+                            "no longer be an unbiased estimate. Use --val-split auto (the dataset's validation "
+                            "split, or one carved out of train) and evaluate best.pt on test once, at the end")
+    if val_split not in ("auto", "val"):
+        raise FerTrainError(f"--val-split {val_split!r}: expected auto or val")
+    if name not in sources.DATASETS:
+        raise FerTrainError(f"unknown dataset {name!r}; the readers are: {', '.join(sorted(sources.DATASETS))}")
+    require = ("valence", "arousal") if target == "va" else ()
     try:
-        return getattr(formats, f"read_{name}")(root)
-    except (formats.FormatError, OSError) as err:
+        return sources.open_dataset(name, str(root), accepted=(name,), profile=profile, seed=seed,
+                                    num_classes=recipe.num_classes, require=require, carve=("val",), verbose=False)
+    except (FormatError, OSError, ValueError) as err:
         raise FerTrainError(f"dataset {name!r} at {root}: {err}") from None
 
 
-def split_indices(samples: Any, num_classes: int, val_split: str, target: str = "label"
-                  ) -> tuple[list, list, str, dict]:
-    """(train indices, validation indices, the split validated on, {reason: skipped count}).
-
-    ``val_split="auto"`` validates on "val" when the reader has it, else on "test" (RAF-DB).
-    Samples without the target (a label inside the recipe's classes, or valence and arousal
-    for ``target="va"``) are skipped and counted.
-    """
-    by_split: dict[str, list[int]] = {}
-    skipped: dict[str, int] = {}
-    for i in range(len(samples)):
-        s = samples[i]
-        label = s.get("label")
-        if target == "va":
-            reason = None if s.get("valence") is not None and s.get("arousal") is not None else "no valence-arousal"
-        elif label is None or not 0 <= int(label) < num_classes:
-            reason = "no label" if label is None else f"label {label} outside the recipe's {num_classes} classes"
-        else:
-            reason = None
-        if reason:
-            skipped[reason] = skipped.get(reason, 0) + 1
-            continue
-        by_split.setdefault(s.get("split") or "none", []).append(i)
-    if val_split == "auto":
-        val_split = "val" if "val" in by_split else "test"
-    if not by_split.get("train"):
-        raise FerTrainError(f"the dataset has no usable 'train' samples (splits found: {sorted(by_split)}; "
-                            f"skipped: {skipped})")
-    return by_split["train"], by_split.get(val_split, []), val_split, skipped
+def describe_split(source: Any) -> dict[str, Any]:
+    """What was trained and validated on: sizes, how the validation split was made, the skipped counts."""
+    carved = [n for n in source.notes if n.startswith("val:")]
+    return {"dataset": source.name, "layout": source.layout, "train_images": len(source.splits["train"]),
+            "val_split": "val carved out of train" if carved else "val (the dataset's own)",
+            "val_images": len(source.splits["val"]), "notes": list(source.notes)}
 
 
 def recipe_steps(module: Any, recipe: Any, stage: str | None) -> Steps:
@@ -240,11 +232,15 @@ class Plan:
     changes: dict
     steps: Steps
     resume: Path | None
-    samples: Any
-    train_idx: list
-    val_idx: list
-    val_split: str
-    skipped: dict
+    source: Any
+
+    @property
+    def train_idx(self) -> list[int]:
+        return [int(i) for i in self.source.splits["train"]]
+
+    @property
+    def val_idx(self) -> list[int]:
+        return [int(i) for i in self.source.splits["val"]]
 
 
 def prepare(args: argparse.Namespace) -> Plan:
@@ -262,9 +258,10 @@ def prepare(args: argparse.Namespace) -> Plan:
                             "or choose another --out")
     if args.init and not Path(args.init).is_file():
         raise FerTrainError(f"--init {args.init}: no such checkpoint")
-    samples = read_dataset(args.dataset, args.data_root)
-    split = split_indices(samples, recipe.num_classes, args.val_split, steps.target)
-    return Plan(module, recipe, changes, steps, resume, samples, *split)
+    source = open_data(args.dataset, args.data_root, recipe, args.profile, steps.target, args.seed, args.val_split)
+    if not len(source.splits["train"]):
+        raise FerTrainError(f"the dataset has no usable training samples ({'; '.join(source.notes) or 'none read'})")
+    return Plan(module, recipe, changes, steps, resume, source)
 
 
 def _announce(ctx: Context, args: argparse.Namespace, plan: Plan, channels_last: bool) -> None:
@@ -272,9 +269,12 @@ def _announce(ctx: Context, args: argparse.Namespace, plan: Plan, channels_last:
         return
     recipe = plan.recipe
     print(describe_recipe(recipe, args.profile, plan.changes))
-    print(f"data: {args.dataset} at {args.data_root}: train {len(plan.train_idx):,} images, validation "
-          f"({plan.val_split}) {len(plan.val_idx):,}, target {plan.steps.target}"
-          + "".join(f"; skipped {k}: {v:,}" for k, v in plan.skipped.items()))
+    split = describe_split(plan.source)
+    print(f"data: {args.dataset} ({split['layout']}) at {args.data_root}: train {split['train_images']:,} images, "
+          f"validation {split['val_images']:,} ({split['val_split']}), target {plan.steps.target}; "
+          "the test split is not used")
+    for note in split["notes"]:
+        print(f"  {note}")
     amp = str(ctx.amp_dtype).replace("torch.", "") if ctx.amp_dtype else "off"
     print(f"run: {ctx.world} process(es) on {ctx.device.type}, batch {recipe.batch_size} "
           f"({recipe.batch_size // ctx.world} per process), AMP {amp}, channels_last "
@@ -296,7 +296,7 @@ def build(plan: Plan, args: argparse.Namespace, ctx: Context, channels_last: boo
     model = model.to(ctx.device, memory_format=torch.channels_last if channels_last else torch.preserve_format)
     optimizer, scheduler = plan.module.make_optimizer(model, recipe)
     scaler = torch.amp.GradScaler("cuda") if ctx.amp_dtype == torch.float16 else None
-    loaders = make_loaders(plan.samples, plan.train_idx, plan.val_idx, plan.steps, recipe, ctx)
+    loaders = make_loaders(plan.source.samples, plan.train_idx, plan.val_idx, plan.steps, recipe, ctx)
     net = wrap(model, ctx, plan.steps, lambda: to_device(*next(iter(loaders[0])), ctx, channels_last), recipe)
     net = torch.compile(net) if args.compile else net
     return model, optimizer, scheduler, scaler, loaders, net
@@ -325,20 +325,22 @@ def run(args: argparse.Namespace) -> dict | None:
         if plan.resume is not None:
             print(f"resumed from {plan.resume}: {done} epoch(s) done")
             keep_metrics_until(out / "metrics.jsonl", done)
-        (out / "recipe.json").write_text(json.dumps(ckpt.recipe_to_dict(recipe, args.profile), indent=2) + "\n")
+        record = {**ckpt.recipe_to_dict(recipe, args.profile), "data": describe_split(plan.source)}
+        (out / "recipe.json").write_text(json.dumps(record, indent=2) + "\n")
     last = None
     stop = recipe.epochs if args.stop_after is None else min(recipe.epochs, done + args.stop_after)
     for epoch in range(done + 1, stop + 1):
-        last, best = one_epoch(epoch, net, model, plan.steps, recipe, optimizer, scheduler, scaler, ctx,
-                               loaders, channels_last, best, args)
+        last, best = one_epoch(epoch, net, model, plan, optimizer, scheduler, scaler, ctx, loaders, channels_last,
+                               best, args)
     if ctx.world > 1:
         dist.barrier()
     return last
 
 
-def one_epoch(epoch: int, net, model, steps: Steps, recipe, optimizer, scheduler, scaler, ctx: Context,
+def one_epoch(epoch: int, net, model, plan: Plan, optimizer, scheduler, scaler, ctx: Context,
               loaders: tuple, channels_last: bool, best: dict, args) -> tuple[dict, dict]:
     """Train, validate, reduce, log one JSON line and write last.pt / best.pt (rank 0)."""
+    steps, recipe = plan.steps, plan.recipe
     train_loader, val_loader, sampler = loaders
     sampler.set_epoch(epoch)
     start = time.perf_counter()
@@ -353,7 +355,8 @@ def one_epoch(epoch: int, net, model, steps: Steps, recipe, optimizer, scheduler
     if val_loader is not None:
         metrics.update(evaluate(model, val_loader, steps, recipe, ctx, channels_last))
     metrics.update(train_s=round(train_s, 3), epoch_s=round(time.perf_counter() - start, 3),
-                   images_per_s=round(metrics["train_images"] / train_s, 2), world_size=ctx.world)
+                   images_per_s=round(metrics["train_images"] / train_s, 2), world_size=ctx.world,
+                   val_split=describe_split(plan.source)["val_split"])
     name = next(k for k in ("val_accuracy", "val_loss", "train_loss") if k in metrics)
     improved = is_better(name, metrics[name], best.get("value") if best.get("metric") == name else None)
     if improved:
@@ -389,9 +392,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset", required=True, help="a reader in fer_utils.data.formats (e.g. rafdb, affectnet)")
     p.add_argument("--data-root", required=True, help="the dataset's folder (or file) as its reader expects")
     p.add_argument("--out", required=True, help="run folder: metrics.jsonl, last.pt, best.pt, recipe.json")
-    p.add_argument("--profile", default="full", choices=sorted(PROFILES), help="FULL (default), COURSE or SMOKE")
+    p.add_argument("--profile", choices=PROFILE_NAMES, help="the recipe's SMOKE, COURSE or FULL (default: "
+                   "$FER_PROFILE if set, else full)")
     p.add_argument("--set", nargs="*", metavar="FIELD=VALUE", help="override recipe fields, e.g. epochs=2")
-    p.add_argument("--val-split", default="auto", help="split to validate on (auto: val, else test)")
+    p.add_argument("--val-split", default="auto", help="auto (= val): the dataset's validation split, or one carved "
+                   "out of train (seeded by --seed) when it has none; 'test' is refused (never select on test)")
     p.add_argument("--resume", metavar="PATH|auto", help="continue from a checkpoint (auto: OUT/last.pt if any)")
     p.add_argument("--stage", help="passed to the recipe's loss_step (two-stage recipes, e.g. two_level: "
                    "expression, then va)")
@@ -416,6 +421,7 @@ def main(argv: Sequence[str] | None = None) -> dict | None:
     """Parse ``argv``, train, and return the last epoch's metrics. Errors in the command line
     (recipe, dataset, path, checkpoint) raise FerTrainError / CheckpointError naming the culprit."""
     args = parser().parse_args(argv)
+    args.profile = args.profile or resolve_profile(None, default="full")   # resolved once, here
     try:
         return run(args)
     finally:
