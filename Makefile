@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
-COURSE := $(PY) -m fer_utils.tools.course
+COURSE := $(PY) -m fer_utils.tools.runner
 # NB: notebook prefixes for run/regen (`make regen NB=00`, `make run NB="03 04"`); empty = all.
 NB ?=
 # LAB_DIR: the folder JupyterLab serves (default: the repository root, so notebooks/ and

@@ -11,7 +11,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from fer_utils import profiles
 from fer_utils.models.baselines import SmallCNN
-from fer_utils.tools import course
+from fer_utils import course
 from fer_utils.train import evaluate, fit
 from fer_utils.utils import pick_device, record, seed_everything, use_amp
 

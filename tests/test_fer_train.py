@@ -22,8 +22,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from fer_utils.tools import checkpoint as ckpt
-from fer_utils.tools import fer_train
+from fer_utils.cli import checkpoint as ckpt
+from fer_utils.cli import fer_train
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -117,7 +117,7 @@ def test_torchrun_two_processes_match_one_process(env, tmp_path):
     environ = dict(os.environ, GLOO_SOCKET_IFNAME="lo", OMP_NUM_THREADS="1",
                    PYTHONPATH=os.pathsep.join([str(pkg), str(ROOT), os.environ.get("PYTHONPATH", "")]))
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-           "-m", "fer_utils.tools.fer_train", *args(env, tmp_path / "ddp", "--set", "flip=False")]
+           "-m", "fer_utils.cli.fer_train", *args(env, tmp_path / "ddp", "--set", "flip=False")]
     done = subprocess.run(cmd, env=environ, capture_output=True, text=True, timeout=240)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "batch 8 (4 per process)" in done.stdout

@@ -80,9 +80,12 @@ def test_label_maps_cover_native_ids_and_map_to_canonical():
         "ferg": {"anger", "disgust", "fear", "joy", "neutral", "sadness", "surprise"},
         "affwild2": set(range(7)),
     }
-    assert set(F.LABEL_MAPS) == set(expected_keys)
-    assert all(callable(getattr(F, f"{verb}_{name}")) for name in F.LABEL_MAPS for verb in ("read", "write"))
-    for name, mapping in F.LABEL_MAPS.items():
+    from fer_utils.data.sources import DATASETS
+
+    label_maps = {name: spec.label_map for name, spec in DATASETS.items()}
+    assert set(label_maps) == set(expected_keys) == set(F.FORMATS)
+    assert all(callable(getattr(F, f"{verb}_{name}")) for name in F.FORMATS for verb in ("read", "write"))
+    for name, mapping in label_maps.items():
         assert set(mapping) == expected_keys[name], name
         assert len(set(mapping.values())) == len(mapping), name  # one native id per class
         assert set(mapping.values()) <= set(range(len(CLASSES))), name

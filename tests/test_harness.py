@@ -10,7 +10,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from fer_utils.tools import course
+from fer_utils.tools import runner
 from nbtools import ROOT, check_metrics
 
 
@@ -59,12 +59,12 @@ def test_metric_below_threshold_fails():
 
 def test_course_driver_messages(tmp_path: Path):
     with pytest.raises(SystemExit, match="unknown profile 'fast'; valid profiles are smoke, course, full"):
-        course.run_course("fast", tmp_path)
+        runner.run_course("fast", tmp_path)
     nb = _notebook(tmp_path / "nb.ipynb", [("raise ValueError('the data folder is empty')", "")])
     with pytest.raises(SystemExit, match=r"nb.ipynb: cell \d+ failed: ValueError: the data folder is empty"):
-        course._execute(nb, tmp_path / "out.ipynb", {}, {})
+        runner._execute(nb, tmp_path / "out.ipynb", {}, {})
     with pytest.raises(SystemExit, match="Jupyter kernel not found"):
-        course._execute(nb, tmp_path / "out.ipynb", {}, {}, kernel_name="no-such-kernel")
+        runner._execute(nb, tmp_path / "out.ipynb", {}, {}, kernel_name="no-such-kernel")
 
 
 def test_ci_calls_the_readme_test_command():
@@ -78,6 +78,6 @@ def test_progress_bars_are_coalesced_to_their_final_state():
                {"output_type": "stream", "name": "stderr", "text": "bar:  50%\r"},
                {"output_type": "stream", "name": "stderr", "text": "bar: 100%\n"},
                {"output_type": "stream", "name": "stdout", "text": "accuracy 0.9\n"}]
-    assert course._coalesce_streams(outputs) == [
+    assert runner._coalesce_streams(outputs) == [
         {"output_type": "stream", "name": "stderr", "text": "bar: 100%\n"},
         {"output_type": "stream", "name": "stdout", "text": "accuracy 0.9\n"}]

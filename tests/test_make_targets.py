@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from fer_utils.exercises import make_student_versions
+from fer_utils.tools.exercises import make_student_versions
 from nbtools import NOTEBOOKS, ROOT
 
 pytestmark = pytest.mark.skipif(shutil.which("make") is None, reason="needs make")
@@ -25,7 +25,7 @@ pytestmark = pytest.mark.skipif(shutil.which("make") is None, reason="needs make
 def _dry_run(*args: str) -> list[str]:
     """The commands `make -n` would run for the course targets (set-up lines left out)."""
     out = subprocess.run(["make", "-n", "-C", str(ROOT), *args], capture_output=True, text=True, check=True).stdout
-    return [line for line in out.splitlines() if "fer_utils.tools.course" in line or "fer_utils.tools.grading" in line
+    return [line for line in out.splitlines() if "fer_utils.tools.runner" in line or "fer_utils.tools.grading" in line
             or "jupyter lab" in line]
 
 
@@ -105,7 +105,7 @@ RUNNER = """
 import sys
 from pathlib import Path
 import nbformat
-from fer_utils.tools.course import _execute
+from fer_utils.tools.runner import _execute
 nb = nbformat.v4.new_notebook()
 nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
 nb.cells = [nbformat.v4.new_code_cell("x = 1", metadata={"tags": ["parameters"]}),

@@ -97,7 +97,7 @@ def test_only_logits_of_reads_the_logits_field():
 
 def test_the_training_loop_scores_named_outputs_by_their_logits():
     """Regression: fer-train's Sums took output[0] (the two-level network's va) for any tuple."""
-    from fer_utils.tools.train_loop import Context, Sums
+    from fer_utils.cli.train_loop import Context, Sums
 
     labels = torch.tensor([0, 1, 2, 3])
     perfect = torch.nn.functional.one_hot(labels, 7).float() * 5

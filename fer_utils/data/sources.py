@@ -33,6 +33,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from fer_utils.data import formats as F
 from fer_utils.utils import check_profile
 
 SPLITS = ("train", "val", "test")
@@ -61,6 +62,7 @@ class Spec:
     layouts: tuple[Layout, ...]
     split_map: dict = field(default_factory=dict)   # reader's split value -> our split
     group: str | None = None           # field to carve missing splits by (subject, video)
+    label_map: dict = field(default_factory=dict)   # the format's native class id -> canonical id
 
 
 def _fer2013_layouts(prefix: str = "") -> tuple[Layout, ...]:
@@ -70,33 +72,37 @@ def _fer2013_layouts(prefix: str = "") -> tuple[Layout, ...]:
 
 
 _OFFICIAL_VAL_IS_TEST = {"train": "train", "val": "test"}
+#: The one registry of real datasets: reader, layouts, split meaning, grouping and label map (fer-train and
+#: the notebooks read data through :func:`open_dataset`, which reads this table).
 DATASETS: dict[str, Spec] = {
     "fer2013": Spec("FER2013", "read_fer2013", _fer2013_layouts() + _fer2013_layouts("fer2013/"),
-                    {"train": "train", "val": "val", "test": "test"}),
+                    {"train": "train", "val": "val", "test": "test"}, label_map=F.FER2013_TO_CANON),
     "ferplus": Spec("FER+", "read_ferplus", (
         Layout("fer2013new.csv beside fer2013.csv", ("fer2013new.csv", "fer2013.csv")),
         Layout("fer2013new.csv beside icml_face_data.csv", ("fer2013new.csv", "icml_face_data.csv")),
         Layout("FER2013Train/label.csv (+ FER2013Valid/, FER2013Test/)", ("FER2013Train/label.csv",))),
-        {"train": "train", "val": "val", "test": "test"}),
+        {"train": "train", "val": "val", "test": "test"}, label_map=F.FERPLUS_TO_CANON),
     "rafdb": Spec("RAF-DB basic", "read_rafdb", (
         Layout("EmoLabel/list_patition_label.txt + Image/aligned/", ("EmoLabel/list_patition_label.txt", "Image/aligned")),
         Layout("basic/EmoLabel/list_patition_label.txt + basic/Image/aligned/",
                ("basic/EmoLabel/list_patition_label.txt", "basic/Image/aligned"), "basic")),
-        {"train": "train", "test": "test"}),
+        {"train": "train", "test": "test"}, label_map=F.RAFDB_TO_CANON),
     "affectnet": Spec("AffectNet", "read_affectnet", (
         Layout("Manually_Annotated_file_lists/ + Manually_Annotated_Images/",
-               ("Manually_Annotated_file_lists", "Manually_Annotated_Images")),), _OFFICIAL_VAL_IS_TEST),
+               ("Manually_Annotated_file_lists", "Manually_Annotated_Images")),), _OFFICIAL_VAL_IS_TEST,
+        label_map=F.AFFECTNET_TO_CANON),
     "ckplus": Spec("CK+", "read_ckplus", (
         Layout("cohn-kanade-images/ + Emotion/ (FACS/, Landmarks/ optional)", ("cohn-kanade-images", "Emotion")),),
-        group="identity"),
+        group="identity", label_map=F.CKPLUS_TO_CANON),
     "oulu": Spec("Oulu-CASIA", "read_oulu", (Layout("OriginalImg/VL/Strong/", ("OriginalImg/VL/Strong",)),),
-                 group="identity"),
-    "jaffe": Spec("JAFFE", "read_jaffe", (Layout("<POSER>.<EX><n>.<id>.tiff files", ()),), group="identity"),
-    "ferg": Spec("FERG-DB", "read_ferg", (Layout("FERG_DB_256/", ("FERG_DB_256",)),)),
+                 group="identity", label_map=F.OULU_TO_CANON),
+    "jaffe": Spec("JAFFE", "read_jaffe", (Layout("<POSER>.<EX><n>.<id>.tiff files", ()),), group="identity",
+                  label_map=F.JAFFE_TO_CANON),
+    "ferg": Spec("FERG-DB", "read_ferg", (Layout("FERG_DB_256/", ("FERG_DB_256",)),), label_map=F.FERG_TO_CANON),
     "affwild2": Spec("Aff-Wild2", "read_affwild2", (
         Layout("cropped_aligned/ + annotations/ (ABAW1, ABAW2)", ("cropped_aligned", "annotations")),
         Layout("cropped_aligned/ + <n>th ABAW Annotations/ (ABAW3+)", ("cropped_aligned",))),
-        _OFFICIAL_VAL_IS_TEST, group="video"),
+        _OFFICIAL_VAL_IS_TEST, group="video", label_map=F.AFFWILD2_TO_CANON),
 }
 SYNTHETIC = "synthfaces"
 
@@ -286,8 +292,7 @@ def open_dataset(dataset: Any, data_root: Any, *, accepted: tuple[str, ...] = (S
     source = Source(name, root, layout.name if layout else None, prof)
     if source.synthetic:
         return source
-    from fer_utils.data import formats
-    reader: Callable[..., Any] = getattr(formats, DATASETS[name].reader)
+    reader: Callable[..., Any] = getattr(F, DATASETS[name].reader)
     samples = reader(root / layout.base, **(reader_kwargs or {}))
     labels = _column(samples, "label")
     usable = np.array([v is not None and 0 <= v < num_classes for v in labels])

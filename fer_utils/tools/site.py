@@ -216,10 +216,8 @@ def _fill_home(template: str, readme: str, table: str) -> str:
 
 
 def _student_versions(src: Path, dst: Path) -> None:
-    try:
-        from fer_utils.tools.exercises import make_student_versions
-    except ImportError:  # before the course tooling moved into fer_utils.tools
-        from fer_utils.exercises import make_student_versions
+    from fer_utils.tools.exercises import make_student_versions
+
     make_student_versions(src, dst)
 
 

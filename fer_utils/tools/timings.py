@@ -1,6 +1,6 @@
 """How long each notebook's committed ``course`` run took: measured by ``make regen``, shown in the README.
 
-``make regen`` (:func:`fer_utils.tools.course.regenerate`) runs each notebook and then records, in
+``make regen`` (:func:`fer_utils.tools.runner.regenerate`) runs each notebook and then records, in
 its ``results/<notebook>.json``::
 
     time.wall_seconds     wall-clock time of the whole notebook (papermill, kernel start included)

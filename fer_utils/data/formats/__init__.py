@@ -69,8 +69,8 @@ prints what it could not represent (e.g. contempt in Oulu-CASIA). Sequence forma
 
 ``FormatDataset(samples)`` wraps any reader's output as a torch Dataset (images
 loaded lazily, AffectNet images cropped to their face box); use
-``collate_samples`` as the DataLoader's ``collate_fn``. ``LABEL_MAPS`` maps format
-names to the native -> canonical maps.
+``collate_samples`` as the DataLoader's ``collate_fn``. Each reader's native -> canonical
+class map is in :data:`fer_utils.data.sources.DATASETS` (``label_map``).
 """
 from __future__ import annotations
 
@@ -91,16 +91,14 @@ from fer_utils.data.formats.oulu import OULU_TO_CANON, read_oulu, write_oulu
 from fer_utils.data.formats.rafdb import RAFDB_TO_CANON, read_rafdb, write_rafdb
 from fer_utils.labels import FER2013_TO_CANON
 
-LABEL_MAPS: dict[str, dict] = {
-    "fer2013": FER2013_TO_CANON, "ferplus": FERPLUS_TO_CANON, "rafdb": RAFDB_TO_CANON,
-    "affectnet": AFFECTNET_TO_CANON, "ckplus": CKPLUS_TO_CANON, "oulu": OULU_TO_CANON,
-    "jaffe": JAFFE_TO_CANON, "ferg": FERG_TO_CANON, "affwild2": AFFWILD2_TO_CANON,
-}
+#: The formats with a reader and a writer here (the registry of datasets, with their label maps, layouts and
+#: splits, is :data:`fer_utils.data.sources.DATASETS`).
+FORMATS = ("fer2013", "ferplus", "rafdb", "affectnet", "ckplus", "oulu", "jaffe", "ferg", "affwild2")
 
 __all__ = [
     "FormatError", "SampleList", "ArraySamples", "FormatDataset", "collate_samples", "read_image_file",
-    "make_sample", "ferplus_majority", "read_fer2013_rowwise", "LABEL_MAPS",
-    *[f"{verb}_{name}" for name in LABEL_MAPS for verb in ("read", "write")],
+    "make_sample", "ferplus_majority", "read_fer2013_rowwise", "FORMATS",
+    *[f"{verb}_{name}" for name in FORMATS for verb in ("read", "write")],
     "FER2013_TO_CANON", "FERPLUS_TO_CANON", "FERPLUS_COLUMNS", "RAFDB_TO_CANON", "AFFECTNET_TO_CANON",
     "AFFECTNET_DROPPED", "CKPLUS_TO_CANON", "OULU_TO_CANON", "JAFFE_TO_CANON", "JAFFE_POSERS", "FERG_TO_CANON",
     "FERG_CHARACTERS", "AFFWILD2_TO_CANON", "AFFWILD2_OTHER", "ABAW1_AUS", "ABAW_EXPR_NAMES", "FER_USAGES",

@@ -1,6 +1,6 @@
 """The training engine behind ``fer-train``: processes and devices, DDP, one epoch, validation.
 
-Kept apart from the command line (:mod:`fer_utils.tools.fer_train`) so it reads top to bottom:
+Kept apart from the command line (:mod:`fer_utils.cli.fer_train`) so it reads top to bottom:
 
 - :func:`setup` reads torchrun's environment (``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``), picks
   the device and starts the process group (gloo on CPU, nccl on CUDA);
@@ -23,7 +23,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from tqdm import tqdm
 
-from fer_utils.tools import checkpoint as ckpt
+from fer_utils.cli import checkpoint as ckpt
 from fer_utils.models import logits_of
 from fer_utils.train import split_loss, train_step
 

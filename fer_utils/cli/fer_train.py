@@ -3,7 +3,7 @@
 ::
 
     fer-train ddamfn --dataset rafdb --data-root ~/data/RAF-DB/basic --out runs/ddamfn-rafdb
-    torchrun --standalone --nproc_per_node=4 -m fer_utils.tools.fer_train ddamfn --dataset rafdb ...
+    torchrun --standalone --nproc_per_node=4 -m fer_utils.cli.fer_train ddamfn --dataset rafdb ...
     fer-train ddamfn ... --resume auto          # continue from runs/ddamfn-rafdb/last.pt
 
 The recipe (``fer_utils.recipes.<name>``; ``--profile full|course|smoke`` picks ``FULL`` /
@@ -41,10 +41,10 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from fer_utils.tools import checkpoint as ckpt
+from fer_utils.cli import checkpoint as ckpt
 from fer_utils.profiles import recipe_for
 from fer_utils.utils import PROFILE_NAMES, resolve_profile, seed_everything
-from fer_utils.tools.train_loop import (Context, FerTrainError, Steps, evaluate, gather_rng, make_loaders,
+from fer_utils.cli.train_loop import (Context, FerTrainError, Steps, evaluate, gather_rng, make_loaders,
                                         setup, sync_and_compare, to_device, train_epoch, wrap)
 
 
@@ -387,7 +387,7 @@ def one_epoch(epoch: int, net, model, plan: Plan, optimizer, scheduler, scaler, 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="fer-train", description=__doc__.split("\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter,
-                                epilog="Multi-GPU / multi-node: torchrun ... -m fer_utils.tools.fer_train ...")
+                                epilog="Multi-GPU / multi-node: torchrun ... -m fer_utils.cli.fer_train ...")
     p.add_argument("recipe", help="a recipe in fer_utils.recipes (e.g. ddamfn) or a dotted module of your own")
     p.add_argument("--dataset", required=True, help="a reader in fer_utils.data.formats (e.g. rafdb, affectnet)")
     p.add_argument("--data-root", required=True, help="the dataset's folder (or file) as its reader expects")
