@@ -16,7 +16,8 @@ batches with ``loss_fn(model(inputs), targets)``; logits are read with
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, Iterable
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 import torch
@@ -30,6 +31,33 @@ from fer_utils.utils import use_amp
 #: ``loss_step(model, batch)`` returns the loss, or ``(loss, logs)``; logs hold floats (averaged per
 #: epoch into the history) and, optionally, ``logits`` and ``labels`` tensors (the training accuracy).
 LossStep = Callable[[nn.Module, Any], Any]
+
+
+@dataclass(frozen=True)
+class Plateau:
+    """The plateau rule: stop when ``monitor`` (a history key, ``val_loss`` by default) has not improved on
+    its best earlier value by more than ``tolerance`` for ``patience`` epochs.
+
+    With values v_1..v_e after epoch e, the run has plateaued when e > patience and
+    ``min(v_{e-patience+1..e}) > min(v_1..v_{e-patience}) - tolerance`` (for ``mode="min"``; "max" mirrors it).
+    A run that reaches its epoch cap without that is *not* plateaued: :func:`fer_utils.stats.compare` then
+    marks its verdict budget-limited. Arms compared share one cap (``fit``'s ``epochs``) and one rule.
+    """
+
+    patience: int = 3
+    tolerance: float = 1e-3
+    monitor: str = "val_loss"
+    mode: str = "min"
+
+    def reached(self, values: Sequence[float]) -> bool:
+        if self.mode not in ("min", "max"):
+            raise ValueError(f"Plateau mode must be 'min' or 'max', got {self.mode!r}")
+        if len(values) <= self.patience:
+            return False
+        sign = 1.0 if self.mode == "min" else -1.0
+        recent = min(sign * v for v in values[-self.patience:])
+        before = min(sign * v for v in values[:-self.patience])
+        return recent > before - self.tolerance
 
 
 def split_loss(result: Any) -> tuple[torch.Tensor, dict]:
@@ -162,7 +190,7 @@ def fit(model: nn.Module, train_loader: Iterable | Callable[[int], Iterable], ep
         progress: bool = True, channels_last: bool = False, desc: str = "training", *,
         loss_step: LossStep | None = None, steps_per_epoch: int | None = None,
         on_step: Callable[[int, Any, float, dict], None] | None = None,
-        on_epoch: Callable[[int, dict], None] | None = None) -> dict[str, list]:
+        on_epoch: Callable[[int, dict], None] | None = None, stop: Plateau | None = None) -> dict[str, list]:
     """Train for ``epochs`` with :func:`train_step` and return the history, one entry per epoch:
     ``train_loss`` (sample-weighted mean), each float the loss step logs, ``train_accuracy`` when it
     logs logits and labels, ``val_loss`` / ``val_accuracy`` when ``val_loader`` is given.
@@ -171,7 +199,8 @@ def fit(model: nn.Module, train_loader: Iterable | Callable[[int], Iterable], ep
     it is a function (a recipe's own sampler). ``loss_step`` defaults to :func:`supervised_step` of
     ``loss_fn``. ``scheduler.step()`` runs after each epoch; ``on_step(step, batch, loss, logs)`` after
     each optimiser step (steps counted from 1 over the run), ``on_epoch(epoch, history)`` after each
-    epoch's validation. ``channels_last`` moves the model and every 4-d input to that memory format
+    epoch's validation. ``stop``: a :class:`Plateau` rule checked after each epoch (``epochs`` is then the
+    cap); with it the history records ``epochs_run`` and ``plateaued`` (reached before the cap). ``channels_last`` moves the model and every 4-d input to that memory format
     (the same numbers up to float rounding; faster convolutions on CPU). AMP (float16 autocast with a
     GradScaler) is used only on CUDA. One progress bar (``desc``) covers the whole run.
     """
@@ -204,15 +233,29 @@ def fit(model: nn.Module, train_loader: Iterable | Callable[[int], Iterable], ep
                 on_step(done, batch, value, logs)
             bar.update(1)
             bar.set_postfix(epoch=epoch, loss=f"{sums.sums['train_loss'] / max(sums.count, 1):.3f}", refresh=False)
-        if scheduler is not None:
-            scheduler.step()
-        sums.into(history)
-        if val_loader is not None:
-            result = evaluate(model, val_loader, loss_fn, device, channels_last)
-            history.setdefault("val_loss", []).append(result["loss"])
-            if "accuracy" in result:
-                history.setdefault("val_accuracy", []).append(result["accuracy"])
-        if on_epoch is not None:
-            on_epoch(epoch, history)
+        _end_epoch(epoch, model, sums, history, scheduler, val_loader, loss_fn, device, channels_last, on_epoch, stop)
+        if history.get("plateaued"):
+            break
     bar.close()
     return history
+
+
+def _end_epoch(epoch: int, model: nn.Module, sums: _EpochSums, history: dict, scheduler: Any,
+               val_loader: Iterable | None, loss_fn: Callable, device: torch.device, channels_last: bool,
+               on_epoch: Callable | None, stop: Plateau | None) -> None:
+    """After an epoch: the scheduler's step, the epoch's means, validation, ``on_epoch``, the plateau check."""
+    if scheduler is not None:
+        scheduler.step()
+    sums.into(history)
+    if val_loader is not None:
+        result = evaluate(model, val_loader, loss_fn, device, channels_last)
+        history.setdefault("val_loss", []).append(result["loss"])
+        if "accuracy" in result:
+            history.setdefault("val_accuracy", []).append(result["accuracy"])
+    if on_epoch is not None:
+        on_epoch(epoch, history)
+    if stop is not None:
+        if stop.monitor not in history:
+            raise KeyError(f"the plateau rule watches {stop.monitor!r}, which the history lacks (have "
+                           f"{sorted(history)}): pass a val_loader or record it in on_epoch")
+        history["epochs_run"], history["plateaued"] = epoch, stop.reached(history[stop.monitor])

@@ -30,7 +30,7 @@ _LAYER_OF_GROUP: dict[int, tuple[str, ...]] = {
     0: ("labels", "utils", "data.convention"),
     1: ("models", "models.abaw", "models.baselines", "models.ddamfn", "models.deep_emotion", "models.mgln",
         "models.mini_xception", "models.mtcnn", "models.ran", "models.scn", "models.two_level"),
-    2: ("metrics", "assets", "data", "data.clips", "data.datasets", "data.noise", "data.sequences", "data.sources",
+    2: ("metrics", "stats", "assets", "data", "data.clips", "data.datasets", "data.noise", "data.sequences", "data.sources",
         "data.synth_draw", "data.synth_sample", "data.synth_template", "data.synthetic", "data.transforms",
         "data.va", "data.formats", "data.formats.affectnet", "data.formats.affwild2", "data.formats.ckplus",
         "data.formats.common", "data.formats.dataset", "data.formats.errors", "data.formats.images", "data.formats.fer2013", "data.formats.fer2013_csv",

@@ -1,0 +1,112 @@
+"""The one verdict rule of the course: two arms compared over paired seeds.
+
+Seed ``i`` gives both arms the same data, split, order and (where shapes allow) initialisation, so the
+arms differ only by what the claim is about. For a metric measured on seeds ``i = 1..n``::
+
+    d_i  = a_i - b_i                                   the per-seed (paired) difference
+    d    = (1/n) sum_i d_i                             the mean paired difference
+    s_d  = sqrt( sum_i (d_i - d)^2 / (n - 1) )         its sample standard deviation (ddof = 1)
+    h    = t_{0.975, n-1} * s_d / sqrt(n)              the 95% interval's half-width (Student t)
+    CI   = [d - h, d + h]
+
+and the verdict on the claim "a > b" (``direction="greater"``; "a < b" is ``"less"``) is
+
+- ``"yes"`` when the whole interval lies on the claimed side of 0,
+- ``"opposite"`` when it lies on the other side,
+- ``"not resolved"`` when it contains 0 (or n < 2: no interval).
+
+``h`` is printed with every verdict: it is the smallest effect this run could have told from none.
+This is the paired t-test of Student (1908), the same interval as ``scipy.stats.ttest_rel(a, b)
+.confidence_interval()``. Unpaired mean +/- s.d. bands can overlap while the paired interval excludes 0:
+the seed-to-seed variation shared by both arms cancels in ``d_i``.
+
+A verdict compares arms "at their plateau under one epoch cap" (:class:`fer_utils.train.Plateau`): when
+an arm stopped at the cap before its validation loss flattened, :func:`compare` marks the verdict
+budget-limited (``plateaued=False``).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+from scipy import stats as scipy_stats
+
+DIRECTIONS = ("greater", "less")
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """One claim decided on paired seeds (one row of a notebook's ``claims`` list)."""
+
+    claim: str
+    arm_a: str
+    arm_b: str
+    dose: Any
+    n: int
+    diff: float
+    ci_low: float
+    ci_high: float
+    half_width: float
+    verdict: str
+    plateaued: bool | None = None
+
+    @property
+    def budget_limited(self) -> bool:
+        """An arm hit the epoch cap without a plateau: the verdict is about a budget, not a plateau."""
+        return self.plateaued is False
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "budget_limited": self.budget_limited}
+
+    def __str__(self) -> str:
+        mark = " (budget-limited)" if self.budget_limited else ""
+        return (f"{self.claim}: {self.arm_a} - {self.arm_b} = {self.diff:+.3f} "
+                f"[{self.ci_low:+.3f}, {self.ci_high:+.3f}] (n={self.n}, +/-{self.half_width:.3f}) -> "
+                f"{self.verdict}{mark}")
+
+
+def paired_interval(a: Sequence[float], b: Sequence[float], confidence: float = 0.95) -> tuple[float, float, float]:
+    """(mean paired difference d, half-width h, n) of ``a - b`` seed by seed; h is NaN for n < 2."""
+    a_, b_ = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    if a_.shape != b_.shape or a_.ndim != 1:
+        raise ValueError(f"paired arms need one value per seed each, in the same seed order; got shapes "
+                         f"{a_.shape} and {b_.shape}")
+    if not np.all(np.isfinite(a_)) or not np.all(np.isfinite(b_)):
+        raise ValueError("a value is NaN or infinite: a run failed; rerun it rather than compare without it")
+    d, n = a_ - b_, len(a_)
+    if n == 0:
+        raise ValueError("no seeds to compare")
+    if n < 2:
+        return float(d.mean()), math.nan, n
+    t = scipy_stats.t.ppf(0.5 + confidence / 2, n - 1)
+    return float(d.mean()), float(t * d.std(ddof=1) / math.sqrt(n)), n
+
+
+def compare(a: Sequence[float], b: Sequence[float], *, claim: str, arm_a: str = "a", arm_b: str = "b",
+            direction: str = "greater", dose: Any = None, plateaued: bool | Iterable[bool] | None = None,
+            confidence: float = 0.95) -> Verdict:
+    """The verdict on "``arm_a`` > ``arm_b``" (``direction="greater"``) or "<" (``"less"``) from values
+    ``a[i]``, ``b[i]`` of the same seed ``i``. ``plateaued``: whether every run compared reached its
+    plateau (a bool, or one per run: all must be True); None when the runs do not train."""
+    if direction not in DIRECTIONS:
+        raise ValueError(f"direction must be one of {DIRECTIONS}, got {direction!r}")
+    diff, half, n = paired_interval(a, b, confidence)
+    low, high = diff - half, diff + half
+    if n < 2 or not (low > 0 or high < 0):
+        verdict = "not resolved"
+    elif (low > 0) == (direction == "greater"):
+        verdict = "yes"
+    else:
+        verdict = "opposite"
+    if plateaued is not None and not isinstance(plateaued, bool):
+        plateaued = bool(all(plateaued))
+    return Verdict(claim, arm_a, arm_b, dose, n, diff, low, high, half, verdict, plateaued)
+
+
+def claims_table(verdicts: Iterable[Verdict]):
+    """The notebook's "paper vs this run" rows as a pandas DataFrame (one row per verdict)."""
+    import pandas as pd
+
+    return pd.DataFrame([v.as_dict() for v in verdicts])
