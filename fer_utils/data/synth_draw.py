@@ -9,6 +9,7 @@ import math
 import cv2
 import numpy as np
 
+from fer_utils.data.synth_pose import CHEEK_TILT, HIDE_NOSE_SIDE, side_visibility, yaw_points
 from fer_utils.data.synth_sample import _SKIN_TONES, Identity, Scene, _palette
 from fer_utils.data.synth_template import AU_INDEX, CANVAS, CENTER, TEMPLATE
 
@@ -21,8 +22,11 @@ SHIFT = 4  #: fixed-point bits for OpenCV drawing (coordinates * 16)
 
 
 def face_points(ident: Identity, aus_left: np.ndarray, aus_right: np.ndarray, scene: Scene, size: int) -> np.ndarray:
-    """(N, 2) float points in output pixels: identity + AUs, yaw-like squash, then the camera."""
+    """(N, 2) float points in output pixels: identity + AUs, yaw (3-D turn if ``scene.yaw_deg``, else the
+    yaw-like squash), then the camera."""
     pts = (ident.points + aus_left @ TEMPLATE.au_left + aus_right @ TEMPLATE.au_right).reshape(-1, 2)
+    if scene.yaw_deg != 0.0:
+        return _camera(yaw_points(pts, scene.yaw_deg), scene, size, yaw=scene.yaw != 0.0)
     return _camera(pts, scene, size, yaw=True)
 
 
@@ -86,24 +90,36 @@ def _draw_head_and_eyes(img: np.ndarray, q: np.ndarray, irises: np.ndarray, iden
         _poly(img, q, t.hair_back, ident.hair)
     _poly(img, q, t.clothes, scene.clothes)
     _poly(img, q, t.neck, _shade(skin, 0.85))
-    for ear in t.ears:
-        _poly(img, q, ear, _shade(skin, 0.93))
+    near = None if abs(scene.yaw_deg) < 10 else int(scene.yaw_deg < 0)  # the ear turned towards the camera
+    for s, ear in enumerate(t.ears):
+        if s != near:
+            _poly(img, q, ear, _shade(skin, 0.93))
     _poly(img, q, t.face, skin)
+    if near is not None:
+        _poly(img, q, t.ears[near], _shade(skin, 0.93))
+    turned = scene.yaw_deg != 0.0
+    widths = side_visibility(scene.yaw_deg, CHEEK_TILT) if turned else (1.0, 1.0)
     # eyes: sclera, iris, pupil, then skin-coloured lid covers clip the iris to the lids
     iris_r = int(ident.iris_radius * k * scene.scale * 16)
     gaze = np.array(scene.gaze) * k * scene.scale
     for s in range(2):
         _poly(img, q, t.eyes[s], (238.0, 236.0, 230.0))
         centre = _fixed(irises[s] + gaze)
-        cv2.circle(img, tuple(centre.tolist()), iris_r, ident.iris, -1, _AA, SHIFT)
-        cv2.circle(img, tuple(centre.tolist()), iris_r // 2, (15.0, 12.0, 12.0), -1, _AA, SHIFT)
+        if turned:  # the iris turns with the eyeball: an ellipse
+            fore = math.cos(math.radians(scene.yaw_deg))
+            for r, colour in ((iris_r, ident.iris), (iris_r // 2, (15.0, 12.0, 12.0))):
+                cv2.ellipse(img, tuple(centre.tolist()), (int(r * fore), r), math.degrees(scene.roll), 0, 360,
+                            colour, -1, _AA, SHIFT)
+        else:
+            cv2.circle(img, tuple(centre.tolist()), iris_r, ident.iris, -1, _AA, SHIFT)
+            cv2.circle(img, tuple(centre.tolist()), iris_r // 2, (15.0, 12.0, 12.0), -1, _AA, SHIFT)
         _poly(img, q, t.lid_up[s], skin)
         _poly(img, q, t.lid_low[s], skin)
     # cheeks (AU6/AU12 raise them): a lighter ellipse
     for s in range(2):
         strength = cues[s]["cheek"]
-        if strength > 0.05:
-            axes = (int(7 * k * scene.scale * 16), int(4.5 * k * scene.scale * 16))
+        if strength > 0.05 and widths[s] > 0.15:
+            axes = (int(7 * k * scene.scale * 16 * widths[s]), int(4.5 * k * scene.scale * 16))
             cv2.ellipse(img, tuple(q[t.cheek[s]].tolist()), axes, math.degrees(scene.roll), 0, 360,
                         _shade(skin, 1 + 0.12 * min(strength, 1.0)), -1, _AA, SHIFT)
 
@@ -140,11 +156,15 @@ def _draw_lids_brows_nose(img: np.ndarray, q: np.ndarray, ident: Identity, scene
         cv2.polylines(img, [q[t.upper_lid[s]]], False, dark_lid, w2, _AA, SHIFT)
         cv2.polylines(img, [q[t.lower_lid[s]]], False, _shade(skin, 0.75), w1, _AA, SHIFT)
         _poly(img, q, t.brows[s], _shade(ident.hair, 0.9))
-    for side in t.nose_sides:
-        cv2.polylines(img, [q[side]], False, _shade(skin, 0.86), w1, _AA, SHIFT)
+    far = int(scene.yaw_deg > 0) if abs(scene.yaw_deg) > HIDE_NOSE_SIDE else None  # that side faces away
+    for s, side in enumerate(t.nose_sides):
+        if s != far:
+            cv2.polylines(img, [q[side]], False, _shade(skin, 0.86), w1, _AA, SHIFT)
     cv2.polylines(img, [q[t.nose_base]], False, _shade(skin, 0.7), w1, _AA, SHIFT)
-    for n in t.nostrils:
-        cv2.circle(img, tuple(q[n].tolist()), int(1.2 * k * scene.scale * 16), _shade(skin, 0.35), -1, _AA, SHIFT)
+    for s, n in enumerate(t.nostrils):
+        if s != far:
+            cv2.circle(img, tuple(q[n].tolist()), int(1.2 * k * scene.scale * 16), _shade(skin, 0.35), -1, _AA,
+                       SHIFT)
 
 
 def _draw_mouth(img: np.ndarray, p: np.ndarray, q: np.ndarray, ident: Identity, scene: Scene,
@@ -174,6 +194,9 @@ def _draw_face(img: np.ndarray, p: np.ndarray, irises: np.ndarray, ident: Identi
     w1 = max(1, round(k))  # thin line
     w2 = max(1, round(1.6 * k))  # lid line
     cues = (_cue_strengths(aus_left, ident.age), _cue_strengths(aus_right, ident.age))
+    if scene.yaw_deg != 0.0:  # wrinkles on a side that turns away fade with its foreshortening
+        seen = side_visibility(scene.yaw_deg, CHEEK_TILT)
+        cues = tuple({key: v * min(1.0, f) for key, v in c.items()} for c, f in zip(cues, seen))
     _draw_head_and_eyes(img, q, irises, ident, scene, cues, k)
     _draw_wrinkles(img, q, ident.skin, cues, w1)
     _draw_lids_brows_nose(img, q, ident, scene, k, w1, w2)
@@ -213,12 +236,13 @@ def _draw_occluder(img: np.ndarray, p: np.ndarray, irises: np.ndarray, scene: Sc
         frame = tuple(float(c) for c in 20 + 80 * u[:3])
         centres = irises
         radius = (8.5 + 1.5 * u[3]) * ks
+        shape = np.array([math.cos(math.radians(scene.yaw_deg)), 0.8]) if scene.yaw_deg else np.array([1.0, 0.8])
         for c in centres:
-            ring = _fixed(c + radius * _UNIT_CIRCLE * np.array([1.0, 0.8]))
+            ring = _fixed(c + radius * _UNIT_CIRCLE * shape)
             if kind == "sunglasses":
                 cv2.fillPoly(img, [ring], (25.0, 25.0, 30.0), _AA, SHIFT)
             cv2.polylines(img, [ring], True, frame, max(1, round(1.5 * ks)), _AA, SHIFT)
-        bridge = _fixed(np.array([centres[0] + (radius, 0), centres[1] - (radius, 0)]))
+        bridge = _fixed(np.array([centres[0] + (radius * shape[0], 0), centres[1] - (radius * shape[0], 0)]))
         cv2.polylines(img, [bridge], False, frame, max(1, round(1.5 * ks)), _AA, SHIFT)
     elif kind == "mask":
         colour = (200.0 + 40 * u[0], 215.0 + 30 * u[0], 235.0) if u[1] < 0.7 else tuple(60 + 120 * u[2:5])

@@ -175,6 +175,33 @@ def sample_expression(rng: np.random.Generator, label: int, difficulty: str) -> 
     return left, right, float(intensity)
 
 
+def sample_blend(rng: np.random.Generator, label: int, other: int, weight: float,
+                 difficulty: str) -> tuple[np.ndarray, np.ndarray, float]:
+    """Like :func:`sample_expression` for class ``label``, moved towards class ``other``: the prototype is
+    ``(1 - weight) * P[label] + weight * P[other]``, with the same random draws as the unblended face (so
+    face i's jitter, asymmetry, spurious AUs and scene do not change). A unilateral prototype (contempt)
+    stays on its side. Returns (left, right, intensity): intensity = drawn intensity x the non-neutral share.
+    """
+    cfg = DIFFICULTY[difficulty]
+    shares = {label: 1.0 - weight, other: weight}
+    intensity = cfg.intensity_min + (1 - cfg.intensity_min) * rng.random()
+    z = rng.standard_normal((3, len(AUS)))
+    u = rng.random((2, len(AUS)))
+    side = rng.random()
+    scale = intensity * (1 + cfg.jitter * z[0])
+    mixed = sum(w * _PROTO[c] for c, w in shares.items())
+    spurious = (mixed == 0) & (u[0] < cfg.p_spurious)
+    left = np.where(spurious, u[1] * cfg.spurious_max, 0.0)
+    right = left.copy()
+    for c, w in shares.items():
+        part = scale * w * _PROTO[c]
+        left = left + (part if CLASSES[c] not in UNILATERAL or side >= 0.5 else 0.0)
+        right = right + (part if CLASSES[c] not in UNILATERAL or side < 0.5 else 0.0)
+    left, right = left * (1 + cfg.asymmetry * z[1]), right * (1 + cfg.asymmetry * z[2])
+    expressive = sum(w for c, w in shares.items() if CLASSES[c] != "neutral")
+    return np.clip(left, 0, 1), np.clip(right, 0, 1), float(intensity * expressive)
+
+
 def valence_arousal(label: int, intensity: float, noise: np.ndarray) -> tuple[float, float]:
     """The class's circumplex point times the intensity, plus ``noise`` (2,), clipped to [-1, 1]."""
     v, a = CIRCUMPLEX[CLASSES[label]]
@@ -187,7 +214,7 @@ class Scene:
     """Everything about one image that is not the face itself (pose, background, nuisances)."""
 
     roll: float = 0.0  # radians
-    yaw: float = 0.0  # -1..1, yaw-like squash
+    yaw: float = 0.0  # -1..1, the 2-D yaw-like squash of the difficulty levels (see yaw_deg for 3-D)
     scale: float = 1.0
     shift: tuple[float, float] = (0.0, 0.0)  # canonical pixels
     gaze: tuple[float, float] = (0.0, 0.0)  # iris offset, canonical pixels
@@ -203,6 +230,7 @@ class Scene:
     blur: float = 0.0  # sigma, canonical pixels
     noise: float = 0.0  # sigma, grey levels
     noise_offset: tuple[int, int] = (0, 0)
+    yaw_deg: float = 0.0  # yaw in depth (degrees, + turns the face to image-right); 0 = frontal, no 3-D turn
 
 
 def sample_scene(rng: np.random.Generator, difficulty: str) -> Scene:
