@@ -27,8 +27,10 @@ def _pair(y_true, y_pred) -> tuple[np.ndarray, np.ndarray]:
 
 def accuracy(y_true, y_pred) -> float:
     """Accuracy = (1/N) sum_i [argmax p_i == y_i]."""
-    y = np.asarray(y_true).astype(int)
-    return float(np.mean(_labels(y_pred) == y))
+    y, p = np.asarray(y_true).astype(int), _labels(y_pred)
+    if y.shape != p.shape or y.size == 0:  # numpy would broadcast a single prediction against every target
+        raise ValueError(f"y_true and y_pred must be non-empty and the same length, got {y.shape} and {p.shape}")
+    return float(np.mean(p == y))
 
 
 def macro_f1(y_true, y_pred, num_classes: int | None = None) -> float:

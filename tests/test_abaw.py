@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from sklearn.metrics import f1_score
 
 from fer_utils import losses, metrics
 from fer_utils.data import clips
@@ -122,24 +121,36 @@ def test_masked_mse_and_distillation_losses():
     assert float(losses.masked_mse(a, b, torch.zeros(4, dtype=torch.bool))) == 0.0
     s = torch.randn(3, 7)
     assert float(losses.soft_expr_kl(s, s)) == pytest.approx(0.0, abs=1e-6)
-    assert float(losses.soft_expr_kl(s, torch.randn(3, 7))) > 0
+    # by hand, T = 1.5: teacher logits (0, 0) -> p = (1/2, 1/2); student (1.5 ln 3, 0) / T -> q = (3/4, 1/4).
+    # KL(p || q) = 1/2 ln(2/3) + 1/2 ln 2 = 1/2 ln(4/3), times T^2; the same for each of 2 frames (batch mean).
+    # (KL(q || p) would be 3/4 ln(3/2) - 1/4 ln 2; "> 0" alone held for any positive number.)
+    student = torch.tensor([[1.5 * np.log(3.0), 0.0]] * 2)
+    assert float(losses.soft_expr_kl(student, torch.zeros(2, 2))) == pytest.approx(0.5 * np.log(4 / 3) * 2.25, rel=1e-6)
     assert float(losses.soft_expr_kl(s[:0], s[:0])) == 0.0
 
 
-# --- ABAW scores against scikit-learn -----------------------------------------------------------
+# --- ABAW scores by hand -------------------------------------------------------------------------
 
-def test_abaw_scores_against_sklearn():
+def test_abaw_scores_by_hand():
+    """P_EXPR, P_AU and P_VA on small arrays whose scores are worked out in the comments."""
     expr_true = np.array([0, 1, 2, 3, 4, 5, 6, 4, 4, 0, 1, 2])
     expr_pred = np.array([0, 1, 2, 0, 4, 5, 5, 4, 3, 0, 2, 2])
-    expected = 0.67 * f1_score(expr_true, expr_pred, average="macro") + 0.33 * np.mean(expr_true == expr_pred)
-    assert metrics.abaw_expr_score(expr_true, expr_pred) == pytest.approx(expected)
+    # 8 of 12 right -> accuracy 2/3. F1_c = 2 TP / (2 TP + FP + FN):
+    #   c0 TP2 FP1 -> 4/5; c1 TP1 FN1 -> 2/3; c2 TP2 FP1 -> 4/5; c3 TP0 -> 0; c4 TP2 FN1 -> 4/5;
+    #   c5 TP1 FP1 -> 2/3; c6 TP0 -> 0; macro F1 = (3 * 4/5 + 2 * 2/3) / 7 = 8/15
+    assert metrics.abaw_expr_score(expr_true, expr_pred) == pytest.approx(0.67 * 8 / 15 + 0.33 * 2 / 3)
     au_true = np.array([[1, 0, 0, 1], [1, 1, 0, 0], [0, 0, 0, 1], [0, 1, 1, 1]] * 3)
     au_pred = np.array([[1, 0, 1, 1], [0, 1, 0, 0], [0, 0, 0, 0], [0, 1, 1, 1]] * 3)
-    f1 = np.mean([f1_score(au_true[:, k], au_pred[:, k]) for k in range(4)])
-    assert metrics.abaw_au_score(au_true, au_pred) == pytest.approx(0.5 * f1 + 0.5 * np.mean(au_true == au_pred))
+    # per AU (the 4-frame block, repeated 3 times, has the same ratios): AU0 TP1 FN1 -> 2/3; AU1 -> 1;
+    # AU2 TP1 FP1 -> 2/3; AU3 TP2 FN1 -> 4/5; F1_avg = 47/60. 3 wrong decisions of 16 -> Accuracy_total 13/16
+    assert metrics.au_f1(au_true, au_pred) == pytest.approx(47 / 60)
+    assert metrics.abaw_au_score(au_true, au_pred) == pytest.approx(0.5 * 47 / 60 + 0.5 * 13 / 16)
     v, a = np.array([0.1, 0.5, -0.3, 0.8]), np.array([-0.2, 0.0, 0.4, 0.1])
     pv, pa = np.array([0.0, 0.6, -0.1, 0.5]), np.array([-0.1, 0.1, 0.2, 0.3])
-    assert metrics.abaw_va_score(v, pv, a, pa) == pytest.approx((metrics.ccc(v, pv) + metrics.ccc(a, pa)) / 2)
+    # valence: mu 0.275 / 0.25, var 0.171875 / 0.0925, cov 0.11375 -> CCC = 0.2275 / 0.265 = 91/106
+    # arousal: mu 0.075 / 0.125, var 0.046875 / 0.021875, cov 0.023125 -> CCC = 0.04625 / 0.07125 = 37/57
+    assert metrics.ccc(v, pv) == pytest.approx(91 / 106) and metrics.ccc(a, pa) == pytest.approx(37 / 57)
+    assert metrics.abaw_va_score(v, pv, a, pa) == pytest.approx((91 / 106 + 37 / 57) / 2)
 
 
 def test_recipe_scores_use_labelled_frames_only():
@@ -149,8 +160,11 @@ def test_recipe_scores_use_labelled_frames_only():
                              torch.where(data.va == -5, torch.tensor(0.9), data.va))
     s = recipes.scores(pred, data)
     assert s["P_AU"] == pytest.approx(1.0) and s["P_VA"] == pytest.approx(1.0)
-    assert s["P_EXPR"] == pytest.approx(metrics.abaw_expr_score(frames.expr[frames.expr >= 0],
-                                                                frames.expr[frames.expr >= 0]))
+    # right on every labelled frame (the unlabelled ones are predicted as class 0); of the 7 classes the
+    # labelled frames hold 6 (no 4), each with F1 1, and class 4 scores 0: F1 = 6/7, accuracy 1
+    assert sorted(set(frames.expr[frames.expr >= 0].tolist())) == [0, 1, 2, 3, 5, 6]
+    assert s["EXPR_F1"] == pytest.approx(6 / 7)
+    assert s["P_EXPR"] == pytest.approx(0.67 * 6 / 7 + 0.33)
 
 
 def _fake_frames(n=16):

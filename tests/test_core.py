@@ -57,12 +57,22 @@ def test_seed_everything_repeats():
     assert torch.equal(a[0], b[0]) and np.array_equal(a[1], b[1])
 
 
-def test_device_and_amp():
-    assert pick_device("cpu").type == "cpu"
-    assert not use_amp("cpu")
-    if not torch.cuda.is_available():
-        with pytest.raises(ValueError, match="CUDA is not available"):
-            pick_device("cuda")
+def test_device_and_amp(monkeypatch):
+    """The order cuda, then mps, then cpu, and an explicit choice winning, checked with faked availability
+    (on a CPU-only machine ``pick_device("cpu") == cpu`` alone could not fail)."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: True)
+    assert pick_device().type == "cuda" and pick_device("auto").type == "cuda"
+    assert pick_device("cpu").type == "cpu" and pick_device("mps").type == "mps"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert pick_device().type == "mps"
+    with pytest.raises(ValueError, match="CUDA is not available"):
+        pick_device("cuda")
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    assert pick_device().type == "cpu"
+    with pytest.raises(ValueError, match="MPS is not available"):
+        pick_device("mps")
+    assert use_amp("cuda") and use_amp(torch.device("cuda", 0)) and not use_amp("cpu") and not use_amp("mps")
 
 
 def test_record_merges_and_converts(tmp_path):

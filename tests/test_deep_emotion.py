@@ -109,9 +109,17 @@ def test_gaussian_init():
 
 
 def test_l2_penalty_and_the_papers_optimizer():
+    # ||w||^2 by hand: conv kernel 2x2 of ones -> 4, linear weight (1, 2) -> 1 + 4 = 5; total 9.
+    # The conv bias (5), the BatchNorm scale (3) and the linear bias (7) are not weights: left out.
+    tiny = nn.Sequential(nn.Conv2d(1, 1, 2), nn.BatchNorm2d(1), nn.Flatten(), nn.Linear(2, 1))
+    with torch.no_grad():
+        tiny[0].weight.fill_(1.0), tiny[0].bias.fill_(5.0), tiny[1].weight.fill_(3.0)
+        tiny[3].weight.copy_(torch.tensor([[1.0, 2.0]])), tiny[3].bias.fill_(7.0)
+    penalty = l2_penalty(tiny)
+    assert penalty.item() == pytest.approx(9.0)
+    penalty.backward()  # d||w||^2/dw = 2w, and nothing reaches the biases
+    assert tiny[3].weight.grad.tolist() == [[2.0, 4.0]] and tiny[3].bias.grad is None and tiny[1].weight.grad is None
     model = DeepEmotion("paper")
-    expected = sum((p**2).sum() for n, p in model.named_parameters() if n.endswith("weight") and p.ndim > 1)
-    torch.testing.assert_close(l2_penalty(model), expected)
     optimizer, schedule = make_optimizer(model)
     assert schedule is None and optimizer.defaults["lr"] == 0.005 and optimizer.defaults["weight_decay"] == 1e-4
 

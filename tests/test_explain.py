@@ -196,11 +196,20 @@ def test_viz_helpers_draw():
     image = np.random.default_rng(0).integers(0, 255, (48, 48)).astype(np.uint8)
     fig, axes = plt.subplots(1, 4)
     viz.show_face(axes[0], torch.zeros(1, 48, 48), "zeros")
-    viz.overlay_heatmap(axes[1], image, np.random.rand(48, 48), "heat", colorbar=True)
+    assert axes[0].get_title() == "zeros" and axes[0].images[0].get_array().shape == (48, 48)
+    heat = np.zeros((48, 48))
+    heat[10, 20], heat[30, 5] = 2.0, -1.0
+    artist = viz.overlay_heatmap(axes[1], image, heat, "heat", colorbar=True)
+    assert artist.get_clim() == (0.0, 2.0), "the colour scale runs from 0 to the map's maximum"
     viz.draw_stn_grid(axes[2], image, [[0.8, 0, 0.1], [0, 0.8, 0]], title="grid")
     assert len(axes[2].lines) == 14
-    viz.plot_history({"train_loss": [1, 0.5], "val_loss": [1.1, 0.7], "train_accuracy": [0.3, 0.6]})
+    curves = viz.plot_history({"train_loss": [1, 0.5], "val_loss": [1.1, 0.7], "train_accuracy": [0.3, 0.6]})
+    loss_ax, acc_ax = curves.axes[:2]
+    assert [(line.get_label(), list(line.get_xdata()), list(line.get_ydata())) for line in loss_ax.lines] == [
+        ("train", [1, 2], [1, 0.5]), ("val", [1, 2], [1.1, 0.7])]
+    assert [list(line.get_ydata()) for line in acc_ax.lines] == [[0.3, 0.6]]  # no val_accuracy: no val curve
     viz.plot_history({"train_loss": [1, 0.5], "train_accuracy": [0.3, 0.6]}, axes=[axes[3], axes[0]])
+    assert list(axes[3].lines[0].get_ydata()) == [1, 0.5] and list(axes[0].lines[0].get_ydata()) == [0.3, 0.6]
     plt.close("all")
 
 

@@ -1,4 +1,6 @@
 """RAN: region-biased loss, region boxes, the attention pooling, forced occluders in SynthFaces."""
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -74,12 +76,23 @@ def test_forced_occluder_changes_only_the_occluder():
     assert diff[: 20].mean() < diff[30:].mean(), "a mask covers the lower face, not the top"
 
 
-def test_ran_training_step_runs_and_learns_shape():
-    rec = recipe.SMOKE
-    model = recipe.build_model(rec)
+def test_ran_loss_step_is_cross_entropy_plus_weighted_region_biased_loss():
+    """loss = CE + rb_weight * L_RB. A margin of 1 keeps every hinge active (mu lies in (0, 1)), so
+    L_RB = mean_i (1 - (max_k mu_ik - mu_i0)) by hand; weight 0.5 so that a dropped weight shows."""
+    rec = replace(recipe.SMOKE, rb_margin=1.0, rb_weight=0.5)
+    torch.manual_seed(0)
+    model = recipe.build_model(rec).eval()  # no dropout: the forward below sees the same mu
     images, labels = torch.randn(8, 1, 48, 48), torch.randint(0, 7, (8,))
     boxes = torch.tensor([[0, 0, 48, 48], [0, 0, 29, 29], [19, 0, 48, 29], [0, 19, 29, 48], [19, 19, 48, 48]],
                          dtype=torch.float32).expand(8, 5, 4)
     loss, logs = recipe.loss_step(model, (images, boxes, labels), rec)
+    with torch.no_grad():
+        logits, mu, _ = model(images, boxes)
+    rb = float((1.0 - (mu[:, 1:].max(1).values - mu[:, 0])).mean())
+    ce = float(torch.nn.functional.cross_entropy(logits, labels))
+    assert logs["rb"] == pytest.approx(rb, rel=1e-5) and logs["ce"] == pytest.approx(ce, rel=1e-5)
+    assert float(loss.detach()) == pytest.approx(ce + 0.5 * rb, rel=1e-5)
     loss.backward()
-    assert torch.isfinite(loss) and logs["rb"] >= 0
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+    off, off_logs = recipe.loss_step(model, (images, boxes, labels), replace(rec, rb_weight=0.0))
+    assert float(off.detach()) == pytest.approx(ce, rel=1e-5) and off_logs["rb"] == 0.0

@@ -58,7 +58,7 @@ def _course_kfold(identities, k, seed):
 def test_sklearn_splits_equal_the_course_splits(n, n_ids, test_size, k, seed):
     """GroupShuffleSplit / GroupKFold under identity_split / identity_kfold give the same indices as before."""
     ids = np.random.default_rng(seed).integers(0, n_ids, n) * 3 + 1
-    for got, want in zip(identity_split(ids, test_size, seed), _course_split(ids, test_size, seed)):
+    for got, want in zip(identity_split(ids, test_size, seed), _course_split(ids, test_size, seed), strict=True):
         assert np.array_equal(got, want)
     for (train, val), (want_train, want_val) in zip(identity_kfold(ids, k, seed), _course_kfold(ids, k, seed),
                                                     strict=True):
@@ -84,7 +84,9 @@ def test_bad_split_arguments():
 def test_to_tensor_and_tensorfaces_batch():
     ds = SynthFaces(10, seed=0, size=48)
     x, y = to_tensor(ds[0])
-    assert x.shape == (3, 48, 48) and x.dtype == torch.float32 and 0 <= x.min() and x.max() <= 1
+    assert x.shape == (3, 48, 48) and x.dtype == torch.float32 and y == ds.labels[0]
+    # "unit" scaling, channels first: pixel / 255 (a range check would also pass for / 510)
+    torch.testing.assert_close(x, torch.from_numpy(ds[0]["image"]).permute(2, 0, 1).float() / 255)
     tf = TensorFaces(ds, indices=[1, 3, 5], size=32, grayscale=True)
     assert len(tf) == 3
     xb, yb = next(iter(torch.utils.data.DataLoader(tf, batch_size=3)))
@@ -103,4 +105,5 @@ def test_materialize():
     rgb, _ = materialize(SynthFaces(3, size=24), progress=False)
     assert rgb.shape == (3, 24, 24, 3)
     td = tensors(images, labels)
-    assert td[0][0].shape == (1, 40, 40) and td[0][0].max() <= 1
+    assert td[0][0].shape == (1, 40, 40) and int(td[1][1]) == labels[1]
+    torch.testing.assert_close(td[1][0][0], torch.from_numpy(images[1]).float() / 255)

@@ -70,8 +70,14 @@ def test_train_and_eval_outputs():
     gray = transform_sample(_sample(gray=True), train_transform())
     assert gray["image"].shape == (1, H, W)
     ev = transform_sample(_sample(), eval_transform(48, normalize="symmetric"))
-    assert ev["image"].shape == (3, 48, 48) and ev["image"].min() >= -1 and ev["image"].max() <= 1
+    assert ev["image"].shape == (3, 48, 48)
     np.testing.assert_allclose(ev["landmarks"].numpy()[:, 1], _sample()["landmarks"][:, 1] * 48 / H, rtol=1e-4)
+    # "symmetric" is x / 127.5 - 1 on every pixel: 0 -> -1, 255 -> +1 (a [0, 1] output would also lie in [-1, 1])
+    raw = _sample()
+    raw["image"][0, 0], raw["image"][0, 1] = 0, 255
+    plain = transform_sample(raw, eval_transform(normalize="symmetric"))["image"]
+    torch.testing.assert_close(plain, torch.from_numpy(raw["image"]).permute(2, 0, 1).float() / 127.5 - 1)
+    assert plain[:, 0, 0].tolist() == [-1.0] * 3 and plain[:, 0, 1].tolist() == [1.0] * 3
 
 
 @pytest.mark.filterwarnings("error::UserWarning")

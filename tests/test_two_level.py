@@ -211,4 +211,5 @@ def test_two_stage_in_channels_last_gives_the_same_numbers():
     plain, fast = run(False), run(True)
     assert fast["model"].backbone.stem[0].weight.is_contiguous(memory_format=torch.channels_last)
     for stage in ("history1", "history2"):
+        assert len(plain[stage]["train_loss"]) == 1, "one epoch per stage: one loss each (not an empty list)"
         np.testing.assert_allclose(fast[stage]["train_loss"], plain[stage]["train_loss"], rtol=1e-2)
