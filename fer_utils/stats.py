@@ -51,6 +51,8 @@ class Verdict:
     half_width: float
     verdict: str
     plateaued: bool | None = None
+    #: the claimed side: "greater" (a > b) or "less" (a < b)
+    direction: str = "greater"
 
     @property
     def budget_limited(self) -> bool:
@@ -102,7 +104,7 @@ def compare(a: Sequence[float], b: Sequence[float], *, claim: str, arm_a: str = 
         verdict = "opposite"
     if plateaued is not None and not isinstance(plateaued, bool):
         plateaued = bool(all(plateaued))
-    return Verdict(claim, arm_a, arm_b, dose, n, diff, low, high, half, verdict, plateaued)
+    return Verdict(claim, arm_a, arm_b, dose, n, diff, low, high, half, verdict, plateaued, direction)
 
 
 def claims_table(verdicts: Iterable[Verdict]):
