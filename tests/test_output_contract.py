@@ -19,7 +19,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "fer_utils"
 
 def _zoo() -> dict[str, tuple]:
     """name -> (model, inputs, expected logits shape), one entry per top-level network (course sizes)."""
-    from fer_utils.models import baselines, deep_emotion, ddamfn, mini_xception, mgln
+    from fer_utils.models import baselines, deep_emotion, ddamfn, faceapi, mini_xception, mgln, poster, poster_blocks
     from fer_utils.recipes import abaw, ran, scn, two_level
     from fer_utils.recipes import mgln as mgln_recipe
 
@@ -38,6 +38,10 @@ def _zoo() -> dict[str, tuple]:
         "ABAWNet": (abaw.build_model(abaw.SMOKE), (torch.zeros(2, 3, 1, 40, 40),), (2, 3, 7)),
         "SCN": (scn.build_model(scn.SMOKE), (torch.zeros(2, 1, 32, 32),), (2, 7)),
         "RAN": (ran.build_model(ran.SMOKE), (grey48, boxes), (2, 7)),
+        "FaceExpressionNet": (faceapi.FaceExpressionNet(), (torch.zeros(2, 3, 112, 112),), (2, 7)),
+        "PosterCourse": (poster.PosterCourse(image_size=48), (torch.zeros(2, 3, 48, 48),), (2, 7)),
+        "PosterViT": (poster_blocks.PosterViT(tokens=27, dim=64, depth=1, num_classes=7, num_heads=4, extras=False),
+                      (torch.zeros(2, 27, 64),), (2, 7)),
     }
 
 
