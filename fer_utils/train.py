@@ -3,7 +3,8 @@
 Every model in the course, in a notebook, in a recipe or in ``fer-train``, is trained by
 :func:`train_step`: the recipe's ``loss_step(model, batch) -> loss`` or ``(loss, logs)`` under
 autocast, the NaN guard, ``zero_grad``, ``backward`` and the optimiser step (through a
-``GradScaler`` for float16). :func:`fit` repeats it over epochs with one progress bar, the
+``GradScaler`` for float16; for SAM, ``optimizer.step(closure)``, the closure running the same
+forward and backward again). :func:`fit` repeats it over epochs with one progress bar, the
 scheduler, validation, the history, and the hooks a paper needs (``on_step``: SCN's relabelling,
 the mean teacher's EMA, a per-step scheduler; ``on_epoch``: a validation of the recipe's own).
 ``fer-train`` calls the same :func:`train_step` inside its DDP wrapper. No framework: read it
@@ -65,28 +66,59 @@ def split_loss(result: Any) -> tuple[torch.Tensor, dict]:
     return (result[0], dict(result[1] or {})) if isinstance(result, tuple) else (result, {})
 
 
-def train_step(model: nn.Module, batch: Any, loss_step: LossStep, optimizer: torch.optim.Optimizer, *,
-               scaler: torch.amp.GradScaler | None = None, amp_dtype: torch.dtype | None = None,
-               device_type: str = "cpu", where: str = "") -> tuple[float, dict]:
-    """One optimisation step; returns ``(loss value, logs)``.
-
-    ``L = loss_step(model, batch)`` (under ``torch.autocast(device_type, amp_dtype)`` when ``amp_dtype``),
-    then ``theta <- optimizer(theta, dL/dtheta)``. A NaN or infinite loss stops training at once with a
-    ``FloatingPointError`` naming ``where`` (epoch and step) before any weight changes.
-    """
+def _loss(model: nn.Module, batch: Any, loss_step: LossStep, amp_dtype: torch.dtype | None, device_type: str,
+          where: str) -> tuple[torch.Tensor, float, dict]:
+    """``(loss, its value, logs)`` of ``loss_step(model, batch)`` under autocast; a NaN or infinite loss raises."""
     with torch.autocast(device_type, dtype=amp_dtype, enabled=amp_dtype is not None):
         loss, logs = split_loss(loss_step(model, batch))
     value = float(loss.detach())
     if not math.isfinite(value):
         raise FloatingPointError(f"loss became {value} {where}: training stopped. "
                                  "Try a lower learning rate or check the inputs for NaN.")
-    optimizer.zero_grad(set_to_none=True)
+    return loss, value, logs
+
+
+def _backward(loss: torch.Tensor, scaler: torch.amp.GradScaler | None) -> None:
+    """``dL/dtheta`` into the parameters' ``.grad`` (of the scaled loss with a GradScaler): the package's one
+    backward pass of a training loss."""
     if scaler is not None:
         scaler.scale(loss).backward()
+    else:
+        loss.backward()
+
+
+def train_step(model: nn.Module, batch: Any, loss_step: LossStep, optimizer: torch.optim.Optimizer, *,
+               scaler: torch.amp.GradScaler | None = None, amp_dtype: torch.dtype | None = None,
+               device_type: str = "cpu", where: str = "") -> tuple[float, dict]:
+    """One optimisation step; returns ``(loss value, logs)`` of the step's first forward pass.
+
+    ``L = loss_step(model, batch)`` (under ``torch.autocast(device_type, amp_dtype)`` when ``amp_dtype``),
+    then ``theta <- optimizer(theta, dL/dtheta)``. A NaN or infinite loss stops training at once with a
+    ``FloatingPointError`` naming ``where`` (epoch and step) before any weight changes.
+
+    An optimiser with ``requires_closure = True`` (SAM, :class:`fer_utils.recipes.poster.SAM`) gets
+    ``optimizer.step(closure)`` after the first backward; the closure zeroes the gradients and runs the same
+    forward and backward again on the same batch, at whatever weights the optimiser has set (SAM: w + e(w)).
+    """
+    closure_needed = getattr(optimizer, "requires_closure", False)
+    if closure_needed and scaler is not None:
+        raise ValueError("an optimiser that needs a closure (SAM) cannot step through a float16 GradScaler: "
+                         "train in bfloat16 or float32")
+    loss, value, logs = _loss(model, batch, loss_step, amp_dtype, device_type, where)
+    optimizer.zero_grad(set_to_none=True)
+    _backward(loss, scaler)
+    if closure_needed:
+        def closure() -> torch.Tensor:
+            optimizer.zero_grad(set_to_none=True)
+            again = _loss(model, batch, loss_step, amp_dtype, device_type, f"{where} (second pass)")[0]
+            _backward(again, None)
+            return again.detach()
+
+        optimizer.step(closure)
+    elif scaler is not None:
         scaler.step(optimizer)
         scaler.update()
     else:
-        loss.backward()
         optimizer.step()
     return value, logs
 

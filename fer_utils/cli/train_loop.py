@@ -17,6 +17,7 @@ import dataclasses
 import os
 from typing import Any, Callable, Sequence
 
+import numpy as np
 import torch
 import torch.distributed as dist
 from torch import nn
@@ -254,7 +255,7 @@ class RecipeImages(Dataset):
         item = self.base[self.indices[j]]
         image = adapt_image(item["image"], self.recipe.input_size, grayscale=self.recipe.channels == 1)
         if self.transform is not None:
-            x = self.transform(torch.from_numpy(image.reshape(*image.shape[:2], -1)).permute(2, 0, 1))
+            x = self.transform(torch.from_numpy(np.array(image.reshape(*image.shape[:2], -1))).permute(2, 0, 1))
         else:
             x = to_model_tensor(image[None], self.recipe.normalize)[0]
         if self.target == "va":

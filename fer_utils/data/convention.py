@@ -31,7 +31,11 @@ def _check(normalize: str) -> None:
 def to_model_tensor(images: np.ndarray | torch.Tensor, normalize: str = "symmetric") -> torch.Tensor:
     """uint8 images (N, H, W), (N, H, W, C) or one (H, W) -> float32 (N, C, H, W) scaled by ``normalize``."""
     _check(normalize)
-    x = torch.as_tensor(np.asarray(images))
+    if not isinstance(images, torch.Tensor):
+        images = np.asarray(images)
+        if not images.flags.writeable:   # PIL's arrays are read-only; torch wants its own writable copy
+            images = images.copy()
+    x = torch.as_tensor(images)
     if x.dtype != torch.uint8:
         raise TypeError(f"to_model_tensor expects uint8 images (0..255), got dtype {x.dtype}")
     if x.ndim == 2:  # one grey image (H, W)
