@@ -242,3 +242,14 @@ def test_truncated_video_is_reported():
     source = Source("video", Path("clip.mp4"), iter(()), total=472, fps=24.0, decoded=228)
     assert "clip.mp4" in source.truncation() and "228 of the 472" in source.truncation()
     assert dataclasses.replace(source, decoded=472).truncation() is None
+
+
+def test_onnx_engine_gives_the_torch_probabilities(plain_run, tiny_video, tmp_path):
+    """--engine onnx: the same rows, probabilities within 1e-4 of PyTorch's (same crops, same model)."""
+    out = tmp_path / "onnx.csv"
+    fer_predict.main([tiny_video, "--out", str(out), "--no-progress", "--engine", "onnx"])
+    torch_rows, onnx_rows = plain_run[0], read_csv(out)
+    assert [(r["frame"], r["face"]) for r in onnx_rows] == [(r["frame"], r["face"]) for r in torch_rows]
+    for a, b in zip(torch_rows, onnx_rows):
+        if a["label"]:
+            assert np.abs(probabilities(a) - probabilities(b)).max() <= 1e-4 and a["label"] == b["label"]

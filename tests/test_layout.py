@@ -37,10 +37,10 @@ _LAYER_OF_GROUP: dict[int, tuple[str, ...]] = {
         "data.va", "data.formats", "data.formats.affectnet", "data.formats.affwild2", "data.formats.ckplus",
         "data.formats.common", "data.formats.dataset", "data.formats.errors", "data.formats.images", "data.formats.fer2013", "data.formats.fer2013_csv",
         "data.formats.ferg", "data.formats.jaffe", "data.formats.oulu", "data.formats.rafdb"),
-    3: ("losses", "weights", "faces", "explain", "scoring", "viz"),
+    3: ("losses", "weights", "faces", "explain", "export", "scoring", "viz"),
     4: ("train", "experiments", "profiles", "zoo", "recipes", "recipes.abaw", "recipes.baselines", "recipes.ddamfn",
         "recipes.deep_emotion", "recipes.mgln", "recipes.poster", "recipes.ran", "recipes.scn", "recipes.two_level"),
-    5: ("", "course", "cli", "cli.checkpoint", "cli.fer_predict", "cli.fer_train", "cli.predict_io", "cli.predict_models",
+    5: ("", "course", "cli", "cli.checkpoint", "cli.fer_export", "cli.fer_predict", "cli.fer_train", "cli.predict_io", "cli.predict_models",
         "cli.train_loop"),
     6: ("tools", "tools.exercises", "tools.grading", "tools.runner", "tools.site", "tools.timings"),
 }

@@ -242,6 +242,10 @@ def predict(args: argparse.Namespace) -> Summary:
     if args.smooth is not None and args.smooth < 0:
         raise PredictInputError(f"--smooth {args.smooth}: expected a time constant in seconds >= 0")
     predictor = load_predictor(args.model)
+    if args.engine != "torch":
+        from fer_utils.cli.fer_export import onnx_predictor
+
+        predictor = onnx_predictor(predictor, int8=args.engine == "onnx-int8", threads=args.threads)
     columns = csv_columns(source.kind, predictor.class_names, predictor.extra_columns)
     run = Run(predictor, source, args.detector, _detect_kwargs(args.detector, args.min_face),
               RowWriter(args.out, columns), Tracker(tau=args.smooth or 0.0))
@@ -304,6 +308,8 @@ def parser() -> argparse.ArgumentParser:
                    help="videos: exponential moving average of each face's probabilities, time constant SECONDS")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1: a frame's few face crops "
                    "are too small to split, and more threads mostly add waiting on a busy machine)")
+    p.add_argument("--engine", default="torch", choices=["torch", "onnx", "onnx-int8"],
+                   help="torch (default), onnx (the model exported and run by ONNX Runtime) or onnx-int8 (int8 weights)")
     p.add_argument("--no-progress", action="store_true", help="no tqdm progress bar")
     return p
 
