@@ -11,7 +11,7 @@ NB ?=
 LAB_DIR  ?= .
 LAB_ARGS ?=
 
-.PHONY: run test lab regen annotate bench setup exercises site clean
+.PHONY: run test lab regen threads-check annotate bench setup exercises site clean
 
 ## run: execute every notebook (or NB=...) with the course profile into outputs/ (+ outputs/results.md)
 run: $(STAMP)
@@ -37,6 +37,13 @@ regen: $(STAMP)
 	$(COURSE) regen $(NB)
 	$(PY) -m fer_utils.tools.grading annotate notebooks
 	$(PY) -m fer_utils.tools.timings --write
+
+## threads-check: maintainers: run notebooks (NB=03 08) with two torch threads per run (course profile) and keep
+## their results in results/threads2/: the notebooks compare their own verdicts with these (run it before regen)
+threads-check: $(STAMP)
+	FER_THREADS=2 $(COURSE) run --profile course --out outputs/threads2 $(NB)
+	mkdir -p results/threads2
+	for nb in $(NB); do cp outputs/threads2/results/$$nb*.json results/threads2/; done
 
 ## annotate: write nbgrader cell metadata derived from the exercise / exercise-check tags
 annotate: $(STAMP)

@@ -13,6 +13,7 @@ Running every notebook (``make run``, ``make regen``) is maintainers' machinery:
 """
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -80,3 +81,15 @@ def start(notebook: str, profile: str | None = None, seed: int = 0, device: str 
     run.record("seed", seed)
     print(f"notebook {notebook}: profile={prof.name}, seed={seed}, device={run.device.type}")
     return run
+
+
+def recorded_claims(notebook: str, threads: int) -> list[dict] | None:
+    """The ``claims`` list of the committed run of ``notebook`` with ``threads`` torch threads per run
+    (``results/threads<threads>/<notebook>.json`` in the repository, written by ``make threads-check``), or None
+    when there is none (an installed package without the repository, or no recorded run). A notebook compares its
+    own verdicts with these to show which of them another summation order changes."""
+    path = Path(__file__).resolve().parents[1] / "results" / f"threads{threads}" / f"{notebook}.json"
+    if not path.is_file():
+        return None
+    data = json.loads(path.read_text())
+    return data.get("metrics", data).get("claims")

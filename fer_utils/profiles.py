@@ -78,13 +78,19 @@ SETTINGS: dict[str, dict[str, dict[str, Any]]] = {
         "course": dict(n=2000, n_identities=120, seeds=(0, 1, 2), epochs=R.epochs, widths=R.widths),
         "full": dict(n=30000, n_identities=1500, seeds=(0, 1, 2, 3, 4), epochs=R.epochs, widths=R.widths),
     },
+    # 03: n / n_identities: the main model's medium faces; grid_n / grid_identities: the faces of each (dose, seed)
+    # of the experiments (sections 9-13); workers: run_grid's processes (None: every core); rerun: the claims
+    # repeated with two torch threads ("all", or "decided": only those behind a yes / opposite).
     "03_deep_emotion": {
-        "smoke": dict(n=800, n_identities=40, batch=R.batch_size, epochs=R.epochs, seeds=(0, 1), high_lr=0.02,
-                      faces_per_class=2, plateau_epochs=2),
-        "course": dict(n=2000, n_identities=100, batch=R.batch_size, epochs=R.epochs, seeds=(0, 1, 2), high_lr=0.02,
-                       faces_per_class=12, plateau_epochs=3),
-        "full": dict(n=30000, n_identities=1500, batch=R.batch_size, epochs=R.epochs, seeds=(0, 1, 2), high_lr=0.02,
-                     faces_per_class=50, plateau_epochs=10),
+        "smoke": dict(n=600, n_identities=30, seeds=(0, 1), faces_per_class=2, patience=2,
+                      grid_n=300, grid_identities=20, workers=1, paper_doses=("moderate",),
+                      rerun="decided"),
+        "course": dict(n=2000, n_identities=100, seeds=tuple(range(16)), faces_per_class=12,
+                       patience=3, grid_n=1200, grid_identities=80, workers=None,
+                       paper_doses=("moderate",), rerun="decided"),
+        "full": dict(n=30000, n_identities=1500, seeds=tuple(range(16)), faces_per_class=50, patience=5,
+                     grid_n=20000, grid_identities=1000, workers=None, paper_doses=("none", "moderate", "strong"),
+                     rerun="all"),
     },
     "04_two_level_attention": {
         "smoke": dict(difficulty="lab", n=300, n_identities=20, batch=R.batch_size, lr=R.lr, stage1_epochs=R.epochs,
@@ -118,14 +124,21 @@ SETTINGS: dict[str, dict[str, dict[str, Any]]] = {
         "course": dict(n_train=144, n_val=48, length=16, n_pretrain=6000, pretrain_epochs=3, epochs=5, seeds=[0, 1, 2]),
         "full": dict(n_train=None, n_val=None, length=None, n_pretrain=0, pretrain_epochs=0, epochs=30, seeds=[0, 1, 2]),
     },
-    # 08: "scn"/"ran" name the recipe (fer_utils/recipes/scn.py, ran.py) each profile trains with.
+    # 08: "scn"/"ran" name the recipe (fer_utils/recipes/scn.py, ran.py) each profile trains with (their epochs are
+    # the epoch caps); seeds / ran_seeds: the paired seeds of the SCN and RAN grids (RAN's runs are cheaper, so it
+    # gets more); workers: processes for the experiment grids (None: every core).
     "08_scn_ran": {
-        "smoke": dict(scn_n=800, ran_n=800, test_faces=80, seeds=(0,), rates=(0.0, 0.3),
-                      scn="SMOKE", ran="SMOKE"),
-        "course": dict(scn_n=1000, ran_n=1000, test_faces=200, seeds=(0, 1, 2), rates=(0.0, 0.1, 0.2, 0.3),
-                       scn="COURSE", ran="COURSE"),
-        "full": dict(scn_n=6000, ran_n=6000, test_faces=1000, seeds=(0, 1, 2, 3, 4),
-                     rates=(0.0, 0.1, 0.2, 0.3), scn="COURSE", ran="COURSE"),
+        "smoke": dict(scn_n=800, ran_n=800, test_faces=40, seeds=(0, 1), rates=(0.0, 0.3), ablation_arms=("scn_low",),
+                      ambiguity=0.3, amb_flip=0.2, train_yaw=40.0, yaws=(20.0, 40.0), ran_difficulty="medium",
+                      ran_seeds=(0, 1), patience=3, workers=1, scn="SMOKE", ran="SMOKE"),
+        "course": dict(scn_n=1500, ran_n=1000, test_faces=150, seeds=tuple(range(8)), rates=(0.0, 0.1, 0.2, 0.3),
+                       ablation_arms=("scn_low",), ambiguity=0.3, amb_flip=0.2, train_yaw=40.0, yaws=(20.0, 40.0),
+                       ran_difficulty="medium", ran_seeds=tuple(range(8)), patience=5, workers=None, scn="COURSE",
+                       ran="COURSE"),
+        "full": dict(scn_n=6000, ran_n=6000, test_faces=1000, seeds=tuple(range(10)), rates=(0.0, 0.1, 0.2, 0.3),
+                     ablation_arms=("weighting", "rank_reg", "relabel", "scn_low"), ambiguity=0.3, amb_flip=0.2,
+                     train_yaw=40.0, yaws=(20.0, 40.0), ran_difficulty="medium", ran_seeds=tuple(range(10)),
+                     patience=5, workers=None, scn="COURSE", ran="COURSE"),
     },
     # 09: the course models it explains (loaded from fer_utils.zoo when use_zoo, else stand-ins), and how
     # many faces / which methods each score runs on.

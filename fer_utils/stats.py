@@ -27,7 +27,7 @@ budget-limited (``plateaued=False``).
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from typing import Any, Iterable, Sequence
 
 import numpy as np
@@ -61,6 +61,12 @@ class Verdict:
 
     def as_dict(self) -> dict[str, Any]:
         return {**asdict(self), "budget_limited": self.budget_limited}
+
+    @classmethod
+    def from_dict(cls, row: dict[str, Any]) -> "Verdict":
+        """A verdict back from one row of a recorded ``claims`` list (extra keys are ignored)."""
+        names = [f.name for f in fields(cls)]
+        return cls(**{k: row[k] for k in names if k in row})
 
     def __str__(self) -> str:
         mark = " (budget-limited)" if self.budget_limited else ""

@@ -25,8 +25,10 @@ class DeepEmotionRecipe(Recipe):
     variant: str = "paper"  # "paper" or "reference" (see the model)
     use_stn: bool = True
     init_std: float = PAPER_INIT_STD
-    #: "none" (the paper: a constant learning rate) or "warmup-cosine" (OUR course schedule: the first
-    #: epoch at lr / 10, then a cosine decay towards 0 over the other epochs; see :func:`lr_factor`).
+    #: "none" (the paper: a constant learning rate), "warmup-cosine" (OUR course schedule: the first
+    #: epoch at lr / 10, then a cosine decay towards 0 over the other epochs; see :func:`lr_factor`) or
+    #: "warmup" (OUR schedule for runs stopped by a plateau rule, notebook 03: the first epoch at lr / 10,
+    #: then the paper's constant rate; a decay tied to the epoch cap would flatten every run at the cap).
     schedule: str = "none"
 
 
@@ -35,11 +37,11 @@ FULL = DeepEmotionRecipe(name="full", paper="Minaee et al. 2019 (Deep-Emotion)",
                          normalize="symmetric")
 #: What notebook 03 trains on two CPU cores, a scaled-down course configuration: the paper's optimiser and
 #: learning rate, batch 64 instead of the unofficial code's 128 (1,600 training faces then give 25 steps an
-#: epoch), 16 epochs and OUR warm-up + cosine schedule. The warm-up guards against full-size Adam steps from
+#: epoch), 20 epochs and OUR warm-up + cosine schedule. The warm-up guards against full-size Adam steps from
 #: the first batch leaving the network at ln 7 (every face the same class: seen in a 12-epoch constant-rate
-#: run, not in notebook 03's constant-rate arm); the cosine decay lets a short run settle, so that notebook
-#: 03 can show a flat test curve at the end of the budget.
-COURSE = replace(FULL, name="course", epochs=16, batch_size=64, schedule="warmup-cosine")
+#: run); the cosine decay lets a short run settle. Notebook 03 trains with ``schedule="warmup"`` instead and
+#: stops every run at its plateau (``fer_utils.train.Plateau``): ``epochs`` is then the one epoch cap.
+COURSE = replace(FULL, name="course", epochs=20, batch_size=64, schedule="warmup-cosine")
 SMOKE = replace(FULL, name="smoke", epochs=6, batch_size=64, schedule="warmup-cosine")  # batch 32: stuck at ln 7
 
 
@@ -49,13 +51,20 @@ def build_model(recipe: DeepEmotionRecipe) -> DeepEmotion:
                        input_size=recipe.input_size, use_stn=recipe.use_stn, init_std=recipe.init_std)
 
 
-def lr_factor(epoch: int, epochs: int) -> float:
-    """The course schedule's multiplier of the learning rate during ``epoch`` (0-based) of ``epochs``.
+def lr_factor(epoch: int, epochs: int, schedule: str = "warmup-cosine") -> float:
+    """The multiplier of the learning rate during ``epoch`` (0-based) of ``epochs`` under ``schedule``.
 
-    eta_0 = lr / 10 (warm-up), eta_e = lr (1 + cos(pi (e - 1) / (E - 1))) / 2 for e = 1 ... E - 1.
+    "warmup-cosine": eta_0 = lr / 10 (warm-up), eta_e = lr (1 + cos(pi (e - 1) / (E - 1))) / 2 for
+    e = 1 ... E - 1. "warmup": eta_0 = lr / 10, then eta_e = lr. "none": lr throughout.
     """
+    if schedule == "none":
+        return 1.0
+    if schedule not in ("warmup", "warmup-cosine"):
+        raise ValueError(f"unknown schedule {schedule!r}; expected 'none', 'warmup' or 'warmup-cosine'")
     if epoch == 0:
         return 0.1
+    if schedule == "warmup":
+        return 1.0
     return 0.5 * (1.0 + math.cos(math.pi * (epoch - 1) / max(epochs - 1, 1)))
 
 
@@ -63,15 +72,16 @@ def make_optimizer(model: nn.Module, recipe: DeepEmotionRecipe = FULL, lr: float
     """Adam with the paper's learning rate (or ``lr``) and ``weight_decay`` = 2 lambda.
 
     The scheduler is ``None`` for the paper's constant rate, or a ``LambdaLR`` of :func:`lr_factor`
-    stepped once per epoch for ``schedule="warmup-cosine"``.
+    stepped once per epoch for ``schedule="warmup-cosine"`` or ``"warmup"``.
     """
     optimizer = torch.optim.Adam(model.parameters(), lr=recipe.lr if lr is None else lr,
                                  weight_decay=recipe.weight_decay)
     if recipe.schedule == "none":
         return optimizer, None
-    if recipe.schedule != "warmup-cosine":
-        raise ValueError(f"unknown schedule {recipe.schedule!r}; expected 'none' or 'warmup-cosine'")
-    return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, lambda e: lr_factor(e, recipe.epochs))
+    if recipe.schedule not in ("warmup", "warmup-cosine"):
+        raise ValueError(f"unknown schedule {recipe.schedule!r}; expected 'none', 'warmup' or 'warmup-cosine'")
+    return optimizer, torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda e: lr_factor(e, recipe.epochs, recipe.schedule))
 
 
 def loss_step(model: nn.Module, batch, recipe: DeepEmotionRecipe):

@@ -1,0 +1,94 @@
+"""The committed "paper vs this run" tables: every notebook that records a ``claims`` list (course
+profile, ``results/<notebook>.json``) follows the course's verdict rule.
+
+Each tested claim names its arms, dose and paired seeds (n >= 5 in ``course``), its mean paired
+difference sits inside its 95% interval, and its verdict is the one :func:`fer_utils.stats.compare`
+gives for that interval and direction; claims the data cannot test say why. The thread-count check
+(issue 27: "no decided verdict changes when the thread count changes") is read from the same file.
+"""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+RESULTS = Path(__file__).resolve().parents[1] / "results"
+#: Notebooks whose committed results must carry a claims list decided by fer_utils.stats.
+WITH_CLAIMS = ("03_deep_emotion", "08_scn_ran")
+FIELDS = ("claim", "arm_a", "arm_b", "dose", "n", "diff", "ci_low", "ci_high", "verdict", "plateaued",
+          "budget_limited")
+
+
+def _metrics(stem: str) -> dict:
+    data = json.loads((RESULTS / f"{stem}.json").read_text())
+    return data.get("metrics", data)
+
+
+def expected_verdict(claim: dict) -> str:
+    """The verdict stats.compare gives for this interval and direction."""
+    low, high = claim["ci_low"], claim["ci_high"]
+    if claim["n"] < 2 or not (low > 0 or high < 0):
+        return "not resolved"
+    return "yes" if (low > 0) == (claim.get("direction", "greater") == "greater") else "opposite"
+
+
+@pytest.mark.parametrize("stem", WITH_CLAIMS)
+def test_claims_follow_the_verdict_rule(stem: str) -> None:
+    metrics = _metrics(stem)
+    assert metrics["profile"] == "course", f"results/{stem}.json should hold the course run"
+    claims = metrics["claims"]
+    tested = [c for c in claims if c["verdict"] != "not testable here"]
+    assert tested, f"{stem}: no tested claim"
+    for c in claims:
+        missing = [f for f in FIELDS if f not in c]
+        assert not missing, f"{stem}: claim {c.get('claim')!r} lacks {missing}"
+        if c["verdict"] == "not testable here":
+            assert c.get("reason"), f"{stem}: {c['claim']!r} is not testable but says no reason"
+            continue
+        where = f"{stem}: {c['claim']!r} at {c['dose']!r}"
+        assert c["n"] >= 5, f"{where}: {c['n']} paired seeds, the course profile needs at least 5"
+        assert c["direction"] in ("greater", "less"), where
+        assert c["ci_low"] <= c["diff"] <= c["ci_high"], f"{where}: the difference is outside its interval"
+        assert math.isclose(c["ci_high"] - c["diff"], c["diff"] - c["ci_low"], rel_tol=1e-6, abs_tol=1e-12), where
+        assert c["verdict"] == expected_verdict(c), f"{where}: verdict {c['verdict']!r} does not match its interval"
+        assert c["budget_limited"] == (c["plateaued"] is False), where
+
+
+@pytest.mark.parametrize("stem", WITH_CLAIMS)
+def test_no_decided_verdict_changes_with_the_thread_count(stem: str) -> None:
+    metrics = _metrics(stem)
+    assert metrics["robustness.threads"] == 2
+    assert metrics["robustness.claims_rerun"] >= 1, f"{stem}: the thread-count check reran nothing"
+    assert metrics["robustness.decided_verdicts_changed"] == 0
+    flagged = [c["claim"] for c in metrics["claims"] if c.get("same_with_2_threads") is False
+               and c["verdict"] in ("yes", "opposite")]
+    assert not flagged, f"{stem}: decided verdicts that changed with 2 threads: {flagged}"
+
+
+@pytest.mark.parametrize("stem", WITH_CLAIMS)
+def test_the_recorded_two_thread_run_changes_no_decided_verdict(stem: str) -> None:
+    """``make threads-check``'s run (every training run with 2 torch threads) against the committed run: the same
+    claims on the same seeds, and every decided verdict of the committed run the same in both."""
+    path = RESULTS / "threads2" / f"{stem}.json"
+    assert path.is_file(), f"no recorded two-thread run: make threads-check NB={stem[:2]}"
+    two = json.loads(path.read_text())
+    two = two.get("metrics", two)
+    one = _metrics(stem)
+    assert two["profile"] == "course" and two.get("experiments.seeds", one.get("experiments.seeds")) == \
+        one.get("experiments.seeds")
+    key = lambda c: (c["claim"], str(c["dose"]))   # noqa: E731
+    recorded = {key(c): c for c in two["claims"]}
+    assert set(recorded) == {key(c) for c in one["claims"]}, f"{stem}: the two runs hold different claims"
+    changed = [key(c) for c in one["claims"] if c["verdict"] in ("yes", "opposite")
+               and recorded[key(c)]["verdict"] != c["verdict"]]
+    assert not changed, f"{stem}: decided verdicts that change with 2 threads: {changed}"
+    assert all(recorded[key(c)]["n"] == c["n"] for c in one["claims"])
+
+
+def test_expected_verdict_by_hand() -> None:
+    assert expected_verdict(dict(n=5, ci_low=0.01, ci_high=0.2)) == "yes"
+    assert expected_verdict(dict(n=5, ci_low=0.01, ci_high=0.2, direction="less")) == "opposite"
+    assert expected_verdict(dict(n=5, ci_low=-0.3, ci_high=-0.1, direction="less")) == "yes"
+    assert expected_verdict(dict(n=5, ci_low=-0.1, ci_high=0.2)) == "not resolved"
