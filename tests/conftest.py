@@ -86,3 +86,15 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
     for path, index in sorted(last.items(), key=lambda kv: -kv[1]):
         parent = items[index].parent
         items.insert(index + 1, RecordedMetrics.from_parent(parent, name="recorded metrics (smoke)"))
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """One torch thread for a test module (``pytestmark = pytest.mark.usefixtures("one_torch_thread")``): large
+    forward passes cost less CPU than with two threads on a shared machine; the count is restored after."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

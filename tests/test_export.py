@@ -45,12 +45,7 @@ NOT_EXPORTABLE: dict[str, str] = {}
 EXPORTER_OF = {name: "dynamo" if name == "ABAWNet" else "torchscript" for name in ZOO}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 # ------------------------------------------------------------------------ (a) every network

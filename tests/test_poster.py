@@ -27,13 +27,7 @@ def _rows() -> list[tuple[str, tuple[int, ...], str, int]]:
     return [(k, tuple(int(s) for s in shape.split(",") if s), dtype, int(n)) for k, shape, dtype, n in lines[1:]]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One thread: the full network's forward passes cost less CPU than with two threads on a shared machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

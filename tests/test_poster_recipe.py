@@ -18,12 +18,7 @@ from fer_utils.recipes.poster import FULL, SAM
 from fer_utils.train import train_step
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 # ---------------------------------------------------------------- FULL is the authors' recipe

@@ -155,10 +155,9 @@ class ParameterCounts(NamedTuple):
     uncalled: tuple[str, ...]
 
 
-def _called(model: nn.Module, inputs: tuple) -> set[str]:
-    names: set[str] = set()
-    handles = [m.register_forward_pre_hook(lambda mod, args, n=name: names.add(n))
-               for name, m in model.named_modules()]
+def _forward_with_hooks(model: nn.Module, inputs: tuple, handles: list) -> None:
+    """One eval-mode forward without gradients, for the hooks behind ``handles``; they are removed and the
+    model's train/eval mode restored afterwards."""
     was_training = model.training
     try:
         with torch.no_grad():
@@ -167,6 +166,13 @@ def _called(model: nn.Module, inputs: tuple) -> set[str]:
         model.train(was_training)
         for h in handles:
             h.remove()
+
+
+def _called(model: nn.Module, inputs: tuple) -> set[str]:
+    names: set[str] = set()
+    handles = [m.register_forward_pre_hook(lambda mod, args, n=name: names.add(n))
+               for name, m in model.named_modules()]
+    _forward_with_hooks(model, inputs, handles)
     return names
 
 
@@ -227,14 +233,7 @@ def count_macs(model: nn.Module, *inputs: torch.Tensor) -> MacCounts:
         sums["thop"] += ops
 
     handles = [m.register_forward_hook(hook) for m in model.modules()]
-    was_training = model.training
-    try:
-        with torch.no_grad():
-            model.eval()(*inputs)
-    finally:
-        model.train(was_training)
-        for h in handles:
-            h.remove()
+    _forward_with_hooks(model, inputs, handles)
     return MacCounts(sums["conv"], sums["linear"], sums["attention"], sums["thop"])
 
 
