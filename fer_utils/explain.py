@@ -12,6 +12,8 @@ against the same region masks:
 - :func:`occlusion_sensitivity` -- Zeiler & Fergus (ECCV 2014), as Deep-Emotion uses it, through
   Captum: slide an NxN patch of a constant over the image and record how much the true-class
   probability drops;
+- :func:`relu_census` / :func:`guided_backprop_applies` -- whether Captum's Guided Backprop (Springenberg et
+  al. 2015) can guide a network's rectifiers at all (it hooks ``torch.nn.ReLU`` modules only);
 - :func:`pointing_game` / :func:`region_shares` -- score a map against a known region: the share of
   the map's (positive) mass inside the mask, and whether its peak falls inside;
 - :func:`stn_grid_lines` -- where a spatial transformer's sampling grid lands on its input, for
@@ -93,6 +95,55 @@ def _captum(name: str):
         import captum.attr
 
     return getattr(captum.attr, name)
+
+
+#: Rectifier-like functions of torch: the non-linearities whose backward pass Guided Backprop means to change.
+RECTIFIERS = frozenset({"relu", "relu_", "relu6", "prelu", "leaky_relu", "leaky_relu_", "rrelu", "elu", "selu", "celu",
+                        "gelu", "silu", "mish", "hardswish", "hardtanh", "hardtanh_"})
+
+
+def relu_census(model: nn.Module, images: torch.Tensor) -> dict[str, int]:
+    """How many rectifier calls one forward pass makes through ``torch.nn.ReLU`` modules (``"modules"``) and
+    how many it makes otherwise (``"other"``: ``F.relu``, ``x.relu()``, PReLU, ReLU6, h-swish, ...).
+
+    Guided Backprop (Springenberg et al., ICLR workshop 2015) back-propagates through each ReLU only the
+    positive gradient at positive inputs, ``R_in = (x > 0) * max(R_out, 0)``. Captum's ``GuidedBackprop``
+    does this by hooking ``torch.nn.ReLU`` *modules*: a network whose rectifiers are functional calls or other
+    activations gets its plain input gradient back (the "Saliency" map with signs). Counts come from a
+    ``TorchFunctionMode`` (every call) and forward hooks on the ``nn.ReLU`` modules (their share)."""
+    from torch.overrides import TorchFunctionMode
+
+    class _Count(TorchFunctionMode):
+        calls = 0
+
+        def __torch_function__(self, func, types, args=(), kwargs=None):
+            if getattr(func, "__name__", "") in RECTIFIERS:
+                _Count.calls += 1
+            return func(*args, **(kwargs or {}))
+
+    module_calls = [0]
+    hooks = [m.register_forward_hook(lambda *_: module_calls.__setitem__(0, module_calls[0] + 1))
+             for m in model.modules() if isinstance(m, nn.ReLU)]
+    try:
+        with _eval_mode(model), torch.no_grad(), _Count():
+            model(images.to(_device(model)))
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return {"modules": module_calls[0], "other": _Count.calls - module_calls[0]}
+
+
+def guided_backprop_applies(model: nn.Module, images: torch.Tensor) -> tuple[bool, str]:
+    """(True, "") when Captum's Guided Backprop changes every rectifier of ``model`` (see :func:`relu_census`),
+    else (False, the reason): then its map is the plain gradient, or a mix of guided and plain steps."""
+    census = relu_census(model, images)
+    if census["modules"] == 0:
+        return False, (f"no torch.nn.ReLU module runs ({census['other']} other rectifier calls): Captum's Guided "
+                       "Backprop returns the plain gradient, i.e. Saliency")
+    if census["other"]:
+        return False, (f"{census['other']} of {census['modules'] + census['other']} rectifier calls are not "
+                       "torch.nn.ReLU modules: Captum guides only the others, a mix of two methods")
+    return True, ""
 
 
 def integrated_gradients(model: nn.Module, images: torch.Tensor, targets, *, baseline: float | torch.Tensor,

@@ -227,3 +227,53 @@ def test_invert_theta_and_warp_points_round_trip():
     y, x = np.unravel_index(int(warped.argmax()), warped.shape)
     px, py = explain.warp_points(np.array([[20.0, 12.0]]), theta, 48)[0]
     assert abs(px - x) <= 1 and abs(py - y) <= 1
+
+
+def test_relu_census_tells_modules_from_functional_rectifiers():
+    import torch.nn.functional as F
+    from torch import nn
+
+    class Functional(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(4, 3)
+
+        def forward(self, x):
+            return self.fc(F.relu(x))
+
+    x = torch.randn(2, 4)
+    modules = nn.Sequential(nn.ReLU(), nn.Linear(4, 3))
+    assert explain.relu_census(modules, x) == {"modules": 1, "other": 0}
+    assert explain.relu_census(Functional(), x) == {"modules": 0, "other": 1}
+    assert explain.guided_backprop_applies(modules, x) == (True, "")
+    applies, reason = explain.guided_backprop_applies(Functional(), x)
+    assert not applies and "Saliency" in reason
+    mixed = nn.Sequential(nn.ReLU(), nn.PReLU(), nn.Linear(4, 3))
+    applies, reason = explain.guided_backprop_applies(mixed, x)
+    assert not applies and "1 of 2" in reason
+
+
+def test_guided_backprop_differs_from_the_gradient_exactly_where_it_applies():
+    """Captum's Guided Backprop equals the plain gradient on a network with functional ReLUs (what the census
+    reports) and differs from it once the ReLUs are modules, as mini-Xception's now are."""
+    from captum.attr import GuidedBackprop, Saliency
+
+    from fer_utils.models.mini_xception import MiniXception
+
+    torch.manual_seed(0)
+    model = MiniXception().eval()
+    x = torch.randn(2, 1, 64, 64)
+    assert explain.guided_backprop_applies(model, x) == (True, "")
+    guided = GuidedBackprop(model).attribute(x, target=[0, 1])
+    plain = Saliency(model).attribute(x, target=[0, 1], abs=False)
+    assert not torch.allclose(guided, plain)
+    class Rectifier(torch.nn.Module):              # the same function, but not a torch.nn.ReLU Captum can hook
+        def forward(self, t):
+            return torch.relu(t)
+
+    model.relu1, model.relu2 = Rectifier(), Rectifier()
+    for block in model.blocks:
+        block.relu = Rectifier()
+    assert not explain.guided_backprop_applies(model, x)[0]
+    torch.testing.assert_close(GuidedBackprop(model).attribute(x, target=[0, 1]),
+                               Saliency(model).attribute(x, target=[0, 1], abs=False))

@@ -96,6 +96,7 @@ class XceptionBlock(nn.Module):
         super().__init__()
         self.sep1 = SeparableConv2d(c_in, c_out)
         self.bn1 = nn.BatchNorm2d(c_out, eps=BN_EPS)
+        self.relu = nn.ReLU()  # a module (no weights), so hooks such as Guided Backprop's reach it
         self.sep2 = SeparableConv2d(c_out, c_out)
         self.bn2 = nn.BatchNorm2d(c_out, eps=BN_EPS)
         self.pool = MaxPoolSame(3, 2)
@@ -104,7 +105,7 @@ class XceptionBlock(nn.Module):
         self.residual_bn = nn.BatchNorm2d(c_out, eps=BN_EPS)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        main = F.relu(self.bn1(self.sep1(x)))
+        main = self.relu(self.bn1(self.sep1(x)))
         main = self.pool(self.bn2(self.sep2(main)))
         return main + self.residual_bn(self.residual(x))
 
@@ -118,6 +119,7 @@ class MiniXception(nn.Module):
         self.bn1 = nn.BatchNorm2d(8, eps=BN_EPS)
         self.conv2 = nn.Conv2d(8, 8, 3, bias=False)
         self.bn2 = nn.BatchNorm2d(8, eps=BN_EPS)
+        self.relu1, self.relu2 = nn.ReLU(), nn.ReLU()  # modules (no weights), so hooks reach them
         c_ins = (8,) + tuple(widths[:-1])
         self.blocks = nn.ModuleList(XceptionBlock(a, b) for a, b in zip(c_ins, widths))
         self.head = nn.Conv2d(widths[-1], num_classes, 3, padding=1)
@@ -126,8 +128,8 @@ class MiniXception(nn.Module):
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """Everything up to the last block: (B, 128, 4, 4) for a 64x64 input."""
-        x = F.relu(self.bn1(self.conv1(x)))
-        x = F.relu(self.bn2(self.conv2(x)))
+        x = self.relu1(self.bn1(self.conv1(x)))
+        x = self.relu2(self.bn2(self.conv2(x)))
         for block in self.blocks:
             x = block(x)
         return x
