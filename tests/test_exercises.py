@@ -11,13 +11,15 @@ from __future__ import annotations
 
 import ast
 import copy
+import re
 from pathlib import Path
 
 import nbformat
 import pytest
 from nbclient import NotebookClient
 
-from fer_utils.tools.exercises import make_student_notebook, make_student_versions, strip_solutions
+from fer_utils.tools.exercises import (BEGIN_MARK_SCHEME, END_MARK_SCHEME, HINT, make_student_notebook,
+                                      make_student_versions, strip_mark_scheme, strip_solutions)
 from nbtools import NOTEBOOKS, ROOT, read, setup_prefix
 
 SOLUTION = """def double(x):
@@ -44,6 +46,17 @@ def test_strip_solutions_rejects_unclosed_region():
 
 def _tagged(nb, tag: str) -> list[int]:
     return [i for i, c in enumerate(nb.cells) if tag in c.metadata.get("tags", [])]
+
+
+def _tags(cell) -> list[str]:
+    return cell.metadata.get("tags", [])
+
+
+def _without_rubrics(nb):
+    """A copy of ``nb`` without its rubric cells (what the student version keeps, before stubbing)."""
+    copy_ = nbformat.from_dict(copy.deepcopy(nb))
+    copy_.cells = [c for c in copy_.cells if "rubric" not in c.metadata.get("tags", [])]
+    return copy_
 
 
 WITH_EXERCISES = [p for p in NOTEBOOKS if _tagged(read(p), "exercise")]
@@ -109,8 +122,9 @@ def _errors(nb) -> list[int]:
 
 @pytest.mark.parametrize("path", WITH_EXERCISES, ids=[p.stem for p in WITH_EXERCISES])
 def test_student_version_fails_exactly_at_the_checks(path: Path):
-    solution = read(path)
+    solution = _without_rubrics(read(path))          # the student version drops the rubric cells
     student = make_student_notebook(solution, path.name)
+    assert len(student.cells) == len(solution.cells), f"{path.name}: the student version lost or gained cells"
     # Only exercise cells change.
     changed = [i for i, (a, b) in enumerate(zip(solution.cells, student.cells)) if a.source != b.source]
     assert changed == _tagged(solution, "exercise")
@@ -121,7 +135,7 @@ def test_student_version_fails_exactly_at_the_checks(path: Path):
             used = {n.id for n in ast.walk(ast.parse(_python_only(cell.source))) if isinstance(n, ast.Name)}
             assert not used & exercise_names, f"cell {i} uses exercise names {used & exercise_names}"
     # One kernel: set-up, then each exercise's stub + checks (must fail there), its solution + checks (must
-    # pass); then, for 00-05, every delegating answer (DELEGATING, below) + its check (must fail).
+    # pass); then every delegating answer of the notebook (DELEGATING, below) + its check (must fail).
     run, stub_checks = _stub_then_solution(solution, student)
     delegating = []
     if path.stem in DELEGATING:
@@ -140,11 +154,232 @@ def test_cli_writes_student_versions(tmp_path: Path):
     for path in written:
         text = path.read_text()
         assert "### BEGIN SOLUTION" not in text
+        assert "MARK SCHEME" not in text and "Rubric (instructors)" not in text, f"{path.name}: a rubric is left"
         assert all(not c.get("outputs") for c in nbformat.read(path, as_version=4).cells if c.cell_type == "code")
 
 
 # ---------------------------------------------------------------------------------------------
-# Notebooks 00-05: an answer that merely calls the package or library function the exercise asks
+# Rubrics: an open-ended exercise (its markdown title says "(open-ended)") is followed, after its
+# last exercise / check cell if it has code, by a markdown cell tagged ``rubric`` holding the
+# instructor's mark scheme. Student versions keep nothing of it.
+# ---------------------------------------------------------------------------------------------
+
+OPEN_ENDED = re.compile(r"\*\*Exercise\s+\d+\s*\(open-ended\)", re.IGNORECASE)
+RUBRIC_HEAD = "**Rubric (instructors).** What a good answer shows:"
+
+
+def _rubric_problems(nb, name: str) -> list[str]:
+    problems = []
+    rubrics = _tagged(nb, "rubric")
+    for i in rubrics:
+        cell = nb.cells[i]
+        lines = cell.source.strip().splitlines()
+        if cell.cell_type != "markdown":
+            problems.append(f"{name}, cell {i}: a rubric must be a markdown cell")
+        elif not (lines and lines[0].strip() == BEGIN_MARK_SCHEME and lines[-1].strip() == END_MARK_SCHEME):
+            problems.append(f"{name}, cell {i}: a rubric starts with {BEGIN_MARK_SCHEME!r} and ends with "
+                            f"{END_MARK_SCHEME!r}")
+        elif not lines[1].startswith(RUBRIC_HEAD) or "How to check it:" not in cell.source:
+            problems.append(f"{name}, cell {i}: a rubric reads '{RUBRIC_HEAD} ... How to check it: ...'")
+        elif len(cell.source.split()) < 40:
+            problems.append(f"{name}, cell {i}: a rubric of {len(cell.source.split())} words says too little")
+    for i, cell in enumerate(nb.cells):
+        if i not in rubrics and ("MARK SCHEME" in cell.source or "Rubric (instructors)" in cell.source):
+            problems.append(f"{name}, cell {i}: a mark scheme outside a cell tagged 'rubric'")
+    expected = []
+    for i, cell in enumerate(nb.cells):
+        if cell.cell_type == "markdown" and i not in rubrics and OPEN_ENDED.search(cell.source):
+            j = i
+            while j + 1 < len(nb.cells) and {"exercise", "exercise-check"} & set(_tags(nb.cells[j + 1])):
+                j += 1
+            expected.append(j + 1)
+            if j + 1 not in rubrics:
+                problems.append(f"{name}, cell {i}: the open-ended exercise has no rubric cell right after its "
+                                f"{'markdown' if j == i else 'last check cell'} (cell {j + 1})")
+    for i in sorted(set(rubrics) - set(expected)):
+        problems.append(f"{name}, cell {i}: a rubric that follows no open-ended exercise")
+    if not rubrics:
+        problems.append(f"{name}: no rubric (every notebook has at least one open-ended exercise with a rubric)")
+    return problems
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_every_open_ended_exercise_has_a_rubric(path: Path):
+    problems = _rubric_problems(read(path), path.name)
+    assert not problems, "\n".join(problems)
+
+
+def _prose_lines(source: str) -> list[str]:
+    """The lines of a rubric's mark scheme worth searching for (no markers, no short lines)."""
+    return [line.strip() for line in source.splitlines()
+            if "MARK SCHEME" not in line and len(line.strip()) > 20]
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_student_version_holds_no_rubric(path: Path):
+    solution = read(path)
+    student = make_student_notebook(solution, path.name)
+    assert not _tagged(student, "rubric"), f"{path.name}: a rubric cell is left in the student version"
+    text = nbformat.writes(student)
+    assert "MARK SCHEME" not in text and "Rubric (instructors)" not in text
+    student_sources = "\n".join(c.source for c in student.cells)
+    for i in _tagged(solution, "rubric"):
+        kept = [line for line in _prose_lines(solution.cells[i].source) if line in student_sources]
+        assert not kept, f"{path.name}, rubric cell {i}: its text is left in the student version: {kept[:2]}"
+
+
+def test_student_version_drops_rubric_cells_and_mark_scheme_regions():
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_markdown_cell("**Exercise 2 (open-ended):** try it."),
+                nbformat.v4.new_markdown_cell(f"{BEGIN_MARK_SCHEME}\n{RUBRIC_HEAD} secret. How to check it: run.\n"
+                                              f"{END_MARK_SCHEME}", metadata={"tags": ["rubric"]}),
+                nbformat.v4.new_markdown_cell(f"before\n{BEGIN_MARK_SCHEME}\nhidden words\n{END_MARK_SCHEME}\nafter")]
+    student = make_student_notebook(nb)
+    assert [c.source for c in student.cells] == ["**Exercise 2 (open-ended):** try it.", "before\nafter"]
+    with pytest.raises(ValueError, match="never closed"):
+        strip_mark_scheme(f"{BEGIN_MARK_SCHEME}\nx", "nb.ipynb, cell 3")
+
+
+# ---------------------------------------------------------------------------------------------
+# Hints guide without giving the solution's code away: no code line of a solution (the whole
+# line, the expression it returns, the right-hand side of an assignment, or a sub-expression of two
+# operations or more such as ``a[mask].sum() / a.sum()``) may appear in the exercise's hint (its
+# "### HINT:" lines, and any "Hint" text of the markdown cell before it), neither verbatim
+# (whitespace ignored) nor with its names renamed. Trivial lines (return, pass, brackets, comments,
+# the def / class line the stub keeps, imports) are ignored.
+# ---------------------------------------------------------------------------------------------
+
+TOKEN = re.compile(r"[A-Za-z_]\w*|\d+(?:\.\d+)?|\S")
+TRIVIAL = re.compile(r"^(def |class |async def |@|import |from \S+ import |return$|pass$|continue$|break$|else:$|"
+                     r"try:$|finally:$|\"\"\"|''')")
+MIN_CHARS = 10                      # shorter pieces of code (``x = 1``, ``dim=1``) are not a give-away
+MIN_SHAPE_TOKENS, MIN_SHAPE_SYMBOLS = 12, 5
+
+
+def _strip_comment(line: str) -> str:
+    quote = None
+    for k, ch in enumerate(line):
+        if quote:
+            if ch == quote and line[k - 1] != "\\":
+                quote = None
+        elif ch in "'\"":
+            quote = ch
+        elif ch == "#":
+            return line[:k]
+    return line
+
+
+def _squash(text: str) -> str:
+    return re.sub(r"\s+", "", text.replace("`", ""))
+
+
+def _shape(text: str) -> list[str]:
+    """The code's tokens with every name replaced by N (so ``S[y+h, x]`` and ``S[by+bh, bx]`` match)."""
+    return ["N" if re.match(r"[A-Za-z_]", t) else t for t in TOKEN.findall(text.replace("`", ""))]
+
+
+COMPOUND = (ast.Call, ast.BinOp, ast.Compare, ast.Subscript, ast.BoolOp)
+MIN_PART_CHARS = 16                 # a sub-expression counts from this length, with two operations or more
+
+
+def _compound_parts(code: str) -> list[str]:
+    """The line's sub-expressions made of two operations or more (``a[m].sum() / a.sum()``, not ``f(x)``)."""
+    source = code + " pass" if code.endswith(":") else code
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return []
+    parts = []
+    for node in ast.walk(tree):
+        if isinstance(node, COMPOUND) and sum(isinstance(n, COMPOUND) for n in ast.walk(node)) >= 2:
+            part = ast.get_source_segment(source, node)
+            if part and len(_squash(part)) >= MIN_PART_CHARS:
+                parts.append(part)
+    return parts
+
+
+def _code_pieces(solution_lines: list[str]) -> list[list[str]]:
+    """Per non-trivial solution line, the pieces a hint must not hold: the line, what it returns or assigns."""
+    pieces = []
+    for line in solution_lines:
+        code = _strip_comment(line).strip().rstrip(",;")
+        if not code or TRIVIAL.match(code) or not re.search(r"\w", code):
+            continue
+        candidates = [code]
+        if code.startswith("return "):
+            candidates.append(code[len("return "):])
+        assignment = re.match(r"^[\w\s,.\[\]()]+?(?<![=!<>])(?:[-+*/@%]?=)(?!=)(.+)$", code)
+        if assignment:
+            candidates.append(assignment.group(1))
+        candidates += _compound_parts(code)
+        candidates = [c.strip() for c in candidates if len(_squash(c)) >= MIN_CHARS]
+        if candidates:
+            pieces.append(candidates)
+    return pieces
+
+
+def _shares_code(piece: str, hint: str) -> bool:
+    if _squash(piece) in _squash(hint):
+        return True
+    shape, text = _shape(piece), _shape(hint)
+    if len(shape) < MIN_SHAPE_TOKENS or sum(t != "N" for t in shape) < MIN_SHAPE_SYMBOLS:
+        return False
+    return any(text[k:k + len(shape)] == shape for k in range(len(text) - len(shape) + 1))
+
+
+def _solution_and_hint(nb, index: int) -> tuple[list[str], str]:
+    lines, hints, inside = [], [], False
+    for line in nb.cells[index].source.splitlines():
+        stripped = line.strip()
+        if stripped in ("### BEGIN SOLUTION", "### END SOLUTION"):
+            inside = stripped == "### BEGIN SOLUTION"
+        elif inside and HINT.match(line):
+            hints.append(HINT.match(line).group(1))
+        elif inside and not stripped.startswith("###"):
+            lines.append(line)
+    before = next((nb.cells[k] for k in range(index - 1, -1, -1) if nb.cells[k].cell_type == "markdown"), None)
+    if before is not None:
+        found = re.search(r"\bhint\b", before.source, re.IGNORECASE)
+        if found:
+            hints.append(before.source[found.start():])
+    return lines, "\n".join(hints)
+
+
+def _hint_problems(nb, name: str) -> list[str]:
+    problems = []
+    for i in _tagged(nb, "exercise"):
+        lines, hint = _solution_and_hint(nb, i)
+        for candidates in _code_pieces(lines):
+            shared = [piece for piece in candidates if _shares_code(piece, hint)]
+            if shared:
+                problems.append(f"{name}, cell {i}: the hint gives away the solution's code {shared[0]!r}")
+    return problems
+
+
+def test_the_hint_check_finds_shared_code():
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_markdown_cell("Write it. *Hint:* use `np.linalg.norm(p - t, axis=1).mean()`."),
+                nbformat.v4.new_code_cell("def f(p, t):\n    ### BEGIN SOLUTION\n"
+                                          "    ### HINT: box = S[y + h, x + w] - S[y, x + w] - S[y + h, x] + S[y, x]\n"
+                                          "    d = np.linalg.norm(p - t, axis=1).mean()  # the mean distance\n"
+                                          "    box = S[b + c, a + e] - S[b, a + e] - S[b + c, a] + S[b, a]\n"
+                                          "    return d\n    ### END SOLUTION\n", metadata={"tags": ["exercise"]}),
+                nbformat.v4.new_code_cell("def g(x):\n    ### BEGIN SOLUTION\n"
+                                          "    ### HINT: the mean of the squares; np.mean reads an axis argument\n"
+                                          "    return np.mean(x ** 2, axis=0)\n    ### END SOLUTION\n",
+                                          metadata={"tags": ["exercise"]})]
+    problems = _hint_problems(nb, "nb")
+    assert len(problems) == 2 and all("cell 1" in p for p in problems), problems       # cell 2's hint guides
+
+
+@pytest.mark.parametrize("path", WITH_EXERCISES, ids=[p.stem for p in WITH_EXERCISES])
+def test_hints_give_no_code_away(path: Path):
+    problems = _hint_problems(read(path), path.name)
+    assert not problems, "\n".join(problems)
+
+
+# ---------------------------------------------------------------------------------------------
+# Every notebook: an answer that merely calls the package or library function the exercise asks
 # for must FAIL its check. Each delegating answer replaces its exercise cell and is followed by
 # that exercise's check cell; every such check must end in an error.
 # ---------------------------------------------------------------------------------------------
@@ -240,6 +475,56 @@ DELEGATING: dict[str, dict[str, list[str]]] = {
         ],
         'cosface_logits': [
             'def cosface_logits(embeddings, weight, labels, scale, margin):\n    net = IdentityNet(COURSE, weight.shape[0], scale)\n    net.backbone = torch.nn.Identity()\n    net.weight.data = weight\n    return net(F.normalize(embeddings, dim=1)) - scale * margin * F.one_hot(labels, weight.shape[0])\n',
+        ],
+    },
+    # "06_mgln": {...},            06's delegating answers: from the helper who reworks notebook 06
+    # "07_abaw": {...},            07's delegating answers: from the helper who reworks notebook 07
+    "08_scn_ran": {
+        "my_rank_regularization": [
+            "def my_rank_regularization(alpha, beta=0.7, margin=0.15):\n"
+            "    return losses.rank_regularization(alpha, beta, margin)\n",
+            "def my_rank_regularization(alpha, beta=0.7, margin=0.15):\n"
+            "    from fer_utils.losses import rank_regularization\n"
+            "    return rank_regularization(alpha, beta, margin)\n",
+        ],
+        "my_relabel": [
+            "def my_relabel(probabilities, labels, margin=0.2, candidates=None):\n"
+            "    return losses.relabel(probabilities, labels, margin, candidates)\n",
+            "def my_relabel(probabilities, labels, margin=0.2, candidates=None):\n"
+            "    from fer_utils.losses import relabel\n"
+            "    return relabel(probabilities, labels, margin, candidates)\n",
+        ],
+        "my_region_biased_loss": [
+            "def my_region_biased_loss(mu, margin=0.02):\n    return losses.region_biased_loss(mu, margin)\n",
+            "def my_region_biased_loss(mu, margin=0.02):\n"
+            "    import fer_utils.losses\n"
+            "    return fer_utils.losses.region_biased_loss(mu, margin)\n",
+        ],
+    },
+    "09_explain": {
+        "energy_ratio": [
+            "def energy_ratio(attribution, mask):\n"
+            "    score = scoring.pointing_game(attribution, mask)\n"
+            "    return score['mass'] / score['area']\n",
+            "def energy_ratio(attribution, mask):\n"
+            "    score = explain.pointing_game(attribution, mask)\n"
+            "    return score['mass'] / score['area']\n",
+            "def energy_ratio(attribution, mask):\n"
+            "    return explain.region_shares(attribution, {'region': mask})['region'] / np.mean(mask)\n",
+        ],
+        "rank_correlation": [
+            "def rank_correlation(map_a, map_b):\n"
+            "    return float(scipy.stats.spearmanr(np.abs(map_a).ravel(), np.abs(map_b).ravel())[0])\n",
+            "def rank_correlation(map_a, map_b):\n"
+            "    ranks = [pd.Series(np.abs(m).ravel()).rank() for m in (map_a, map_b)]\n"
+            "    return float(np.corrcoef(ranks[0], ranks[1])[0, 1])\n",
+            "def rank_correlation(map_a, map_b):\n"
+            "    from scipy.stats.mstats import spearmanr\n"
+            "    return float(spearmanr(np.abs(map_a).ravel(), np.abs(map_b).ravel())[0])\n",
+        ],
+        "pointing_hit": [
+            "def pointing_hit(attribution, mask):\n    return bool(scoring.pointing_game(attribution, mask)['hit'])\n",
+            "def pointing_hit(attribution, mask):\n    return bool(explain.pointing_scores([attribution], [mask])['hit'])\n",
         ],
     },
 }

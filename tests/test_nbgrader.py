@@ -1,5 +1,6 @@
 """nbgrader works on the committed notebooks: metadata derived from the exercise tags, and
-nbgrader's own ``generate_assignment`` run on every notebook in a temporary course folder.
+nbgrader's own ``generate_assignment`` run on every notebook in a temporary course folder (its
+solutions stubbed, its rubric cells emptied by ClearMarkScheme, nothing else changed).
 
 If ``test_committed_metadata_is_current`` fails, run
 ``python -m fer_utils.tools.grading annotate notebooks`` and commit the notebooks.
@@ -19,6 +20,8 @@ from fer_utils.tools.grading import annotate_notebook, nbgrader_metadata, stale_
 from nbtools import NOTEBOOKS, read
 
 BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
+MARK_BEGIN, MARK_END = "### BEGIN MARK SCHEME", "### END MARK SCHEME"
+RUBRIC_TEXT = f"{MARK_BEGIN}\n**Rubric (instructors).** What a good answer shows: x. How to check it: y.\n{MARK_END}"
 
 
 def _nb(*cells):
@@ -34,7 +37,10 @@ EXAMPLE = [("markdown", "# title", ()),
            ("code", "assert double(2) == 4", ("exercise-check",)),
            ("code", "assert double(3) == 6", ("exercise-check",)),
            ("code", f"{BEGIN}\ny = 1\n{END}\n", ("exercise",)),
-           ("code", "assert y == 1", ("exercise-check",))]
+           ("code", "assert y == 1", ("exercise-check",)),
+           ("markdown", RUBRIC_TEXT, ("rubric",)),                       # an open-ended exercise with code
+           ("markdown", "**Exercise 3 (open-ended):** discuss.", ()),
+           ("markdown", RUBRIC_TEXT, ("rubric",))]                       # ... and one without
 
 
 def test_metadata_follows_the_tags():
@@ -45,13 +51,16 @@ def test_metadata_follows_the_tags():
     assert [m["grade_id"] for m in meta[2:4]] == ["ex1_double_check", "ex1_double_check2"]
     assert all(m["grade"] and m["locked"] and m["points"] == 1 and not m["solution"] for m in meta[2:4])
     assert meta[4]["grade_id"] == "ex2_answer" and meta[5]["grade_id"] == "ex2_answer_check"
+    task = {"grade": False, "locked": True, "points": 2, "schema_version": 3, "solution": False, "task": True}
+    assert meta[6] == {**task, "grade_id": "ex2_answer_rubric"}
+    assert meta[7] is None and meta[8] == {**task, "grade_id": "ex3_open_rubric"}
 
 
 def test_annotate_is_idempotent_and_removes_stray_metadata():
     nb = _nb(*EXAMPLE)
     nb.cells[0].metadata["nbgrader"] = {"solution": True}
     assert stale_cells(nb)
-    assert annotate_notebook(nb) == 6
+    assert annotate_notebook(nb) == 8
     assert annotate_notebook(nb) == 0 and stale_cells(nb) == []
     assert "nbgrader" not in nb.cells[0].metadata
     nb.cells[2].metadata["nbgrader"]["points"] = 5           # a hand edit is reported as stale
@@ -63,6 +72,9 @@ def test_annotate_is_idempotent_and_removes_stray_metadata():
     ([("code", "assert True", ("exercise-check",))], "must follow"),
     ([("code", "x = 1", ("exercise",))], "BEGIN SOLUTION region"),
     ([("code", f"{BEGIN}\n{END}", ("exercise", "exercise-check"))], "tagged both"),
+    ([("markdown", RUBRIC_TEXT, ("rubric", "exercise-check"))], "tagged both"),
+    ([("code", RUBRIC_TEXT, ("rubric",))], "must be markdown holding one"),
+    ([("markdown", "**Rubric (instructors).** no markers", ("rubric",))], "must be markdown holding one"),
 ])
 def test_bad_tags_are_refused_with_the_cell(cells, message):
     with pytest.raises(ValueError, match=f"nb.ipynb, cell 0: .*{message}"):
@@ -106,7 +118,12 @@ def test_nbgrader_generate_assignment_on_every_notebook(tmp_path: Path):
             where = f"{path.name}, cell {i}"
             if before.cell_type == "code":
                 assert after.outputs == [], f"{where}: outputs not cleared"
-            if "exercise" in tags:
+            if "rubric" in tags:                              # ClearMarkScheme removed the whole region
+                assert MARK_BEGIN in before.source, where
+                assert "MARK SCHEME" not in after.source and "Rubric (instructors)" not in after.source, where
+                assert after.source.strip() == "", f"{where}: rubric text left: {after.source[:80]!r}"
+                assert after.metadata["nbgrader"]["task"], where
+            elif "exercise" in tags:
                 n_solutions += 1
                 assert BEGIN not in after.source and "raise NotImplementedError" in after.source, where
                 for line in _solution_lines(before.source):
@@ -118,3 +135,5 @@ def test_nbgrader_generate_assignment_on_every_notebook(tmp_path: Path):
             else:
                 assert after.source == before.source, f"{where}: changed although it is no exercise"
         assert n_solutions >= 2 and n_checks >= n_solutions, path.name
+        text = (tmp_path / "release" / "course" / path.name).read_text()
+        assert "MARK SCHEME" not in text and "Rubric (instructors)" not in text, f"{path.name}: rubric left"

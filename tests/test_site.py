@@ -123,6 +123,7 @@ def test_build_makes_every_page(html):
         assert match, f"notebooks/{stem}.html does not link its student version"
         assert (html / "notebooks" / match.group(1)).resolve().exists()
         assert "open-in-jupyterlab" in text
+        assert "MARK SCHEME" not in text and "Rubric (instructors)" not in text, f"{stem}: a rubric is published"
 
 
 def _has_latex(notebook: Path) -> bool:

@@ -179,7 +179,11 @@ def test_notebook_reads_an_affectnet_export(tmp_path):
     _, _, root = _export(tmp_path, n=200)
     path = next(p for p in NOTEBOOKS if p.stem.startswith("04_"))
     nb = read(path)
-    end = next(i for i, c in enumerate(nb.cells) if "DATA CELLS END" in c.source)
+    # the last data cell carries the tag ``data-end`` (a tag, so that students see no harness marker)
+    ends = [i for i, c in enumerate(nb.cells) if "data-end" in c.metadata.get("tags", [])]
+    assert len(ends) == 1, f"{path.name}: exactly one cell must be tagged data-end, found {ends}"
+    end = ends[0]
+    assert not any("DATA CELLS END" in c.source for c in nb.cells), "the marker is a tag now, not a comment"
     nb.cells = nb.cells[: end + 1]
     src = tmp_path / "prefix.ipynb"
     nbformat.write(nb, src)

@@ -5,14 +5,24 @@ answer sits between ``### BEGIN SOLUTION`` and ``### END SOLUTION``, followed
 by a code cell tagged ``exercise-check`` that asserts on behaviour. An optional
 ``### HINT: ...`` line inside the region becomes the stub's message.
 
+An open-ended exercise has an instructor rubric: a markdown cell tagged
+``rubric`` holding::
+
+    ### BEGIN MARK SCHEME
+    **Rubric (instructors).** What a good answer shows: ... How to check it: ...
+    ### END MARK SCHEME
+
 ``fer-exercises make notebooks/ student/`` writes, for every notebook, a copy
-where each region is replaced by::
+where each solution region is replaced by::
 
     raise NotImplementedError("Exercise: <hint>")
 
-at the region's indentation, and every output is cleared. Everything else,
+at the region's indentation, every rubric cell is dropped (and a mark-scheme
+region anywhere else is cut out), and every output is cleared. Everything else,
 the check cells included, stays as it is. nbgrader reads the same markers, so
-``nbgrader generate_assignment`` also works on these notebooks.
+``nbgrader generate_assignment`` also works on these notebooks (its
+ClearMarkScheme step empties the rubric cells, which
+``python -m fer_utils.tools.grading annotate`` marks as nbgrader task cells).
 """
 from __future__ import annotations
 
@@ -26,6 +36,9 @@ import nbformat
 BEGIN = "### BEGIN SOLUTION"
 END = "### END SOLUTION"
 HINT = re.compile(r"^\s*### HINT:\s*(.*)$")
+BEGIN_MARK_SCHEME = "### BEGIN MARK SCHEME"
+END_MARK_SCHEME = "### END MARK SCHEME"
+RUBRIC = "rubric"            # the tag of an instructor rubric cell (dropped from student versions)
 
 
 def strip_solutions(source: str, where: str = "cell") -> str:
@@ -60,10 +73,41 @@ def strip_solutions(source: str, where: str = "cell") -> str:
     return "\n".join(out)
 
 
+def strip_mark_scheme(source: str, where: str = "cell") -> str:
+    """``source`` without its BEGIN/END MARK SCHEME regions (the marker lines included).
+
+    Raises ``ValueError`` naming ``where`` for an unclosed or nested region.
+    """
+    out: list[str] = []
+    inside = False
+    for number, line in enumerate(source.splitlines(), start=1):
+        if BEGIN_MARK_SCHEME in line:
+            if inside:
+                raise ValueError(f"{where}, line {number}: nested {BEGIN_MARK_SCHEME}")
+            inside = True
+        elif END_MARK_SCHEME in line:
+            if not inside:
+                raise ValueError(f"{where}, line {number}: {END_MARK_SCHEME} without {BEGIN_MARK_SCHEME}")
+            inside = False
+        elif not inside:
+            out.append(line)
+    if inside:
+        raise ValueError(f"{where}: {BEGIN_MARK_SCHEME} is never closed by {END_MARK_SCHEME}")
+    return "\n".join(out)
+
+
+def is_rubric(cell) -> bool:
+    """Whether ``cell`` is an instructor rubric (tagged ``rubric``)."""
+    return RUBRIC in cell.get("metadata", {}).get("tags", [])
+
+
 def make_student_notebook(nb, name: str = "notebook"):
-    """A copy of ``nb`` with solutions stubbed and outputs cleared."""
+    """A copy of ``nb`` with solutions stubbed, rubric cells dropped and outputs cleared."""
     student = nbformat.from_dict(nb)
+    student.cells = [cell for cell in student.cells if not is_rubric(cell)]
     for i, cell in enumerate(student.cells):
+        if BEGIN_MARK_SCHEME in cell.source or END_MARK_SCHEME in cell.source:
+            cell.source = strip_mark_scheme(cell.source, f"{name}, cell {i}")
         if cell.cell_type != "code":
             continue
         if BEGIN in cell.source:

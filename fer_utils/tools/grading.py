@@ -10,8 +10,15 @@ metadata from the tags, deterministically:
 - ``exercise`` cell -> ``solution: true, grade: false, locked: false``;
 - ``exercise-check`` cell -> ``grade: true, solution: false, locked: true, points: 1``
   (an autograder test cell, read-only for students);
+- ``rubric`` cell (a markdown cell holding the instructor's ``### BEGIN MARK SCHEME`` ...
+  ``### END MARK SCHEME`` region of an open-ended exercise) -> a manually graded *task* cell:
+  ``task: true, grade: false, solution: false, locked: true, points: 2``. nbgrader's
+  ``ClearMarkScheme`` step removes the region only from task cells (elsewhere it stops with
+  "Mark scheme region detected in a non-grade cell");
 - ``grade_id``: ``ex<k>_<name>`` for the k-th exercise (``<name>``: the first function or class
-  the cell defines, else ``answer``), ``ex<k>_<name>_check`` (``_check2``, ... for further checks).
+  the cell defines, else ``answer``), ``ex<k>_<name>_check`` (``_check2``, ... for further checks);
+  a rubric right after an exercise's cells is ``ex<k>_<name>_rubric``; a rubric of an exercise
+  without code (markdown only) counts as the next exercise, ``ex<k+1>_open_rubric``.
 
 Every other cell loses any ``nbgrader`` metadata, so re-running is idempotent.
 
@@ -28,9 +35,11 @@ from pathlib import Path
 
 import nbformat
 
-EXERCISE, CHECK = "exercise", "exercise-check"
+EXERCISE, CHECK, RUBRIC = "exercise", "exercise-check", "rubric"
 SCHEMA_VERSION = 3
 POINTS_PER_CHECK = 1
+POINTS_PER_RUBRIC = 2
+BEGIN_MARK_SCHEME, END_MARK_SCHEME = "### BEGIN MARK SCHEME", "### END MARK SCHEME"
 
 
 def _tags(cell) -> list[str]:
@@ -54,15 +63,32 @@ def nbgrader_metadata(nb, name: str = "notebook") -> list[dict | None]:
     """The ``metadata.nbgrader`` each cell of ``nb`` should carry (``None``: no nbgrader metadata).
 
     Raises ``ValueError`` naming the notebook and cell for a check cell before any exercise,
-    a cell tagged both ways, or an exercise cell without a solution region.
+    a cell tagged both ways, an exercise cell without a solution region, or a rubric cell that
+    is not markdown with one mark-scheme region.
     """
     wanted: list[dict | None] = []
     k, current, checks = 0, None, 0
     for i, cell in enumerate(nb.cells):
         tags = _tags(cell)
-        if EXERCISE in tags and CHECK in tags:
-            raise ValueError(f"{name}, cell {i}: tagged both {EXERCISE!r} and {CHECK!r}")
-        if EXERCISE in tags:
+        if sum(tag in tags for tag in (EXERCISE, CHECK, RUBRIC)) > 1:
+            raise ValueError(f"{name}, cell {i}: tagged both ways (at most one of {EXERCISE!r}, {CHECK!r}, "
+                             f"{RUBRIC!r})")
+        if RUBRIC in tags:
+            source = cell.source.strip()
+            if (cell.cell_type != "markdown" or not source.startswith(BEGIN_MARK_SCHEME)
+                    or not source.endswith(END_MARK_SCHEME) or source.count(BEGIN_MARK_SCHEME) != 1):
+                raise ValueError(f"{name}, cell {i}: a {RUBRIC!r} cell must be markdown holding one "
+                                 f"{BEGIN_MARK_SCHEME} ... {END_MARK_SCHEME} region")
+            previous = _tags(nb.cells[i - 1]) if i else []
+            if current is not None and (EXERCISE in previous or CHECK in previous):
+                grade_id = f"{current}_rubric"
+            else:                                   # an exercise without code: it counts as the next one
+                k += 1
+                grade_id = f"ex{k}_open_rubric"
+            current, checks = None, 0
+            wanted.append({"grade": False, "grade_id": grade_id, "locked": True, "points": POINTS_PER_RUBRIC,
+                           "schema_version": SCHEMA_VERSION, "solution": False, "task": True})
+        elif EXERCISE in tags:
             if cell.cell_type != "code" or "### BEGIN SOLUTION" not in cell.source:
                 raise ValueError(f"{name}, cell {i}: an {EXERCISE!r} cell must be code with a "
                                  "### BEGIN SOLUTION region")

@@ -231,6 +231,8 @@ def stage(src: Path, root: Path = ROOT) -> list[Path]:
     (src / "notebooks").mkdir()
     for path in notebooks:
         nb = nbformat.read(path, as_version=4)
+        # instructor rubrics are for graders, not readers of the website (as in the student versions)
+        nb.cells = [c for c in nb.cells if "rubric" not in c.metadata.get("tags", [])]
         at = 1 if nb.cells and nb.cells[0].cell_type == "markdown" else 0
         nb.cells.insert(at, nbformat.v4.new_markdown_cell(run_it_cell(path.stem)))
         nbformat.write(nb, src / "notebooks" / path.name)
