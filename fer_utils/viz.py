@@ -208,3 +208,31 @@ def plot_level_weights(ax: plt.Axes, weights: np.ndarray, level_names: Sequence[
     ax.axhline(1 / weights.shape[1], color="grey", ls=":", lw=1, label="uniform 1/T")
     ax.set(ylabel="attention weight a_t", ylim=(0, 1), title=title)
     ax.legend(fontsize=7)
+
+
+def plot_reliability(ax: plt.Axes, probs, labels, n_bins: int = 15, title: str = "Reliability diagram",
+                     cmap: str = "Blues") -> plt.Axes:
+    """Reliability diagram (Guo et al., ICML 2017, figure 1): one bar per non-empty confidence bin at
+    the bin's accuracy acc(B_m), coloured by its sample count |B_m| (colour bar), a dot at its mean
+    confidence conf(B_m), and the diagonal acc = conf of a perfectly calibrated model. The title gives
+    ECE = sum_m (|B_m| / N) |acc(B_m) - conf(B_m)| (:mod:`fer_utils.calibration`). Returns ``ax``."""
+    from matplotlib.cm import ScalarMappable
+    from matplotlib.colors import Normalize
+
+    from fer_utils import calibration
+
+    table = calibration.reliability(probs, labels, n_bins)
+    filled = table.count > 0
+    lows, width = table.edges[:-1][filled], 1.0 / n_bins
+    norm = Normalize(vmin=0, vmax=float(table.count.max()))
+    colours = plt.get_cmap(cmap)(norm(table.count[filled]))
+    ax.bar(lows, table.accuracy[filled], width=width, align="edge", color=colours, edgecolor="black", lw=0.5,
+           label="accuracy of the bin")
+    ax.plot([0, 1], [0, 1], ls="--", color="grey", label="perfect calibration")
+    ax.plot(table.confidence[filled], table.accuracy[filled], "o", color="#d62728", ms=3,
+            label="mean confidence of the bin")
+    ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="confidence (max probability)", ylabel="accuracy",
+           title=f"{title} (ECE = {table.ece:.3f})", aspect="equal")
+    ax.legend(loc="upper left", fontsize=7)
+    ax.figure.colorbar(ScalarMappable(norm=norm, cmap=cmap), ax=ax, label="samples in the bin")
+    return ax
