@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from fer_utils.cli import checkpoint as ckpt
-from fer_utils.cli import fer_train
+from fer_utils.cli import fer_train, train_loop
 from fer_utils.recipes import poster
 from fer_utils.recipes.poster import FULL, SAM
 from fer_utils.train import train_step
@@ -39,13 +39,14 @@ def test_full_equals_the_fact_sheet():
     assert FULL.flip_p == 0.5                      # "RandomHorizontalFlip" (:101-108), torchvision's default p
     assert FULL.erase_p == 0.5                     # "For RAF-DB, RandomErasing uses p 0.5 and scale (0.02, 0.1)
     assert FULL.erase_scale == (0.02, 0.1)         #  (:101-108)"
-    assert FULL.balanced_sampling is False         # "Used only for AffectNet-7 in main.py (:118-125); the others shuffle"
+    assert FULL.sampling == "shuffle"              # "Used only for AffectNet-7 in main.py (:118-125); the others shuffle"
     assert FULL.freeze_landmarks is True           # "Its requires_grad is set to False (:254-255)"
     assert FULL.config == "faithful" and isinstance(poster.build_network(replace(FULL, pretrained=False)),
                                                     poster.PosterV2)
     affectnet = poster.DATASETS["affectnet7"]      # "AffectNet-7 1e-6 (README.md:111-123)"; "p 1 and scale (0.05, 0.05)
-    assert (affectnet.lr, affectnet.erase_p, affectnet.erase_scale, affectnet.balanced_sampling) == \
-        (1e-6, 1.0, (0.05, 0.05), True)            #  (:109-116)"; sampler (:118-125)
+    assert (affectnet.lr, affectnet.erase_p, affectnet.erase_scale, affectnet.sampling) == \
+        (1e-6, 1.0, (0.05, 0.05), "class_balanced")  #  (:109-116)"; sampler (:118-125)
+    assert poster.DATASETS["affectnet8"].sampling == "class_balanced"   # main_8.py: the sampler always
     assert poster.DATASETS["caers"].lr == 4e-5     # "CAER-S 4e-5 (README.md:111-123)"
 
 
@@ -179,20 +180,80 @@ def test_missing_or_unsafe_files_are_refused(authors_files, tmp_path):
         poster.load_ir50(ir_back, v1_style)
 
 
-# ---------------------------------------------------------------- data: transforms and the balanced sampler
+# ---------------------------------------------------------------- data: transforms and class-balanced sampling
+
+IMBALANCED = torch.tensor([0] * 90 + [1] * 9 + [2] * 1)      # 90 : 9 : 1
+
+
+def chi_square_uniform(drawn: torch.Tensor, classes: int) -> float:
+    """Pearson's statistic of the drawn labels against equal class frequencies: sum_c (n_c - E)^2 / E."""
+    counts = torch.bincount(drawn, minlength=classes).double()
+    expected = len(drawn) / classes
+    return float(((counts - expected) ** 2 / expected).sum())
+
 
 def test_train_transform_and_balanced_sampler():
     out = poster.train_transform(replace(FULL, erase_p=0.0, flip_p=0.0))(torch.full((3, 40, 40), 255, dtype=torch.uint8))
     assert out.shape == (3, 224, 224)
     assert out[:, 0, 0].tolist() == pytest.approx([(1 - m) / s for m, s in zip((0.485, 0.456, 0.406),
                                                                                (0.229, 0.224, 0.225))], abs=1e-5)
-    with pytest.raises(ValueError, match="no sampler hook"):
-        poster.train_transform(poster.DATASETS["affectnet7"])
-    labels = torch.tensor([0] * 90 + [1] * 9 + [2] * 1)
-    sampler = poster.balanced_sampler(labels, torch.Generator().manual_seed(0))
+    assert poster.train_transform(poster.DATASETS["affectnet7"])(torch.zeros((3, 40, 40), dtype=torch.uint8)).shape \
+        == (3, 224, 224)                                                          # no longer refused
+    sampler = poster.balanced_sampler(IMBALANCED, torch.Generator().manual_seed(0))
     assert torch.allclose(sampler.weights, 1.0 / torch.tensor([90.0] * 90 + [9.0] * 9 + [1.0]).double())
-    drawn = labels[torch.tensor([i for _ in range(30) for i in sampler])]
+    drawn = IMBALANCED[torch.tensor([i for _ in range(30) for i in sampler])]
     assert len(list(sampler)) == 100 and (torch.bincount(drawn, minlength=3) / len(drawn) - 1 / 3).abs().max() < 0.05
+    same = train_loop.ClassBalancedSampler(IMBALANCED)                           # fer-train's: the same formula
+    assert torch.equal(same.weights, sampler.weights) and len(same) == sampler.num_samples
+
+
+def test_class_balanced_sampler_draws_classes_equally_and_is_seeded():
+    """3,000 draws (30 epochs of 100) from a 90 : 9 : 1 set: chi-square against equal frequencies below the
+    0.1% critical value for 2 degrees of freedom (13.82); the shuffling sampler fails the same check."""
+    sampler = train_loop.ClassBalancedSampler(IMBALANCED, seed=7)
+    orders = []
+    for epoch in range(30):
+        sampler.set_epoch(epoch)
+        orders.append(list(sampler))
+    drawn = IMBALANCED[torch.tensor(orders).flatten()]
+    assert len(orders[0]) == len(sampler) == 100
+    assert chi_square_uniform(drawn, 3) < 13.82
+    shuffled = IMBALANCED[torch.tensor(list(torch.utils.data.DistributedSampler(range(100), 1, 0, seed=7)) * 30)]
+    assert chi_square_uniform(shuffled, 3) > 1000                                 # 90 : 9 : 1 stays 90 : 9 : 1
+    again = train_loop.ClassBalancedSampler(IMBALANCED, seed=7)
+    again.set_epoch(3)
+    assert list(again) == orders[3] and orders[3] != orders[4]                    # same seed and epoch, same order
+    other = train_loop.ClassBalancedSampler(IMBALANCED, seed=8)
+    other.set_epoch(3)
+    assert list(other) != orders[3]
+    ranks = [train_loop.ClassBalancedSampler(IMBALANCED[:99], num_replicas=2, rank=r, seed=7) for r in (0, 1)]
+    for r in ranks:
+        r.set_epoch(3)
+    whole = ranks[0].global_order()
+    assert len(whole) == 100 and list(ranks[0]) == whole[0::2] and list(ranks[1]) == whole[1::2]   # DDP shards
+    with pytest.raises(ValueError, match="class indices"):
+        train_loop.ClassBalancedSampler(torch.tensor([], dtype=torch.long))
+
+
+def _loaders(recipe, samples, target="label"):
+    ctx = train_loop.Context(rank=0, world=1, local_rank=0, device=torch.device("cpu"), amp_dtype=None, workers=0)
+    steps = train_loop.Steps("poster", poster.loss_step, poster.train_transform, target)
+    return train_loop.make_loaders(samples, list(range(len(samples))), [], steps, recipe, ctx, seed=5)
+
+
+def test_fer_train_loader_follows_the_recipes_sampling():
+    samples = [{"image": torch.zeros(8, 8, 3, dtype=torch.uint8).numpy(), "label": int(y)} for y in IMBALANCED]
+    affectnet = replace(poster.SMOKE, sampling="class_balanced")
+    loader, _, sampler = _loaders(affectnet, samples)
+    assert isinstance(sampler, train_loop.ClassBalancedSampler) and loader.sampler is sampler
+    assert sampler.seed == 5 and len(sampler) == 100                              # the run's seed, len(train set)
+    _, _, plain = _loaders(poster.SMOKE, samples)                                 # RAF-DB: shuffled, unbalanced
+    assert type(plain) is torch.utils.data.DistributedSampler
+    assert sorted(plain) == list(range(100))                                      # each image once: 90 : 9 : 1
+    with pytest.raises(fer_train.FerTrainError, match="expected one of"):
+        _loaders(replace(poster.SMOKE, sampling="balanced"), samples)
+    with pytest.raises(fer_train.FerTrainError, match="needs class labels"):
+        _loaders(affectnet, samples, target="va")
 
 
 # ---------------------------------------------------------------- fer-train poster --profile smoke
@@ -230,3 +291,10 @@ def test_fer_train_poster_smoke_runs_and_resumes(rafdb, tmp_path, capsys):
     straight, resumed = (torch.load(p / "last.pt", weights_only=True)["model"] for p in (tmp_path / "run",
                                                                                           tmp_path / "broken"))
     assert all(torch.equal(straight[k], resumed[k]) for k in straight)                # Adam's moments were kept
+
+
+def test_fer_train_poster_runs_with_class_balanced_sampling(rafdb, tmp_path, capsys):
+    """AffectNet's sampling under fer-train (refused before the loop had a sampler hook)."""
+    last = _run(rafdb, tmp_path / "balanced", "--set", "sampling=class_balanced", "--stop-after", "1")
+    assert "sampling" in capsys.readouterr().out and last["train_images"] == 36 and math.isfinite(last["train_loss"])
+    assert json.loads((tmp_path / "balanced" / "recipe.json").read_text())["fields"]["sampling"] == "class_balanced"

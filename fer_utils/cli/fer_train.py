@@ -296,7 +296,7 @@ def build(plan: Plan, args: argparse.Namespace, ctx: Context, channels_last: boo
     model = model.to(ctx.device, memory_format=torch.channels_last if channels_last else torch.preserve_format)
     optimizer, scheduler = plan.module.make_optimizer(model, recipe)
     scaler = torch.amp.GradScaler("cuda") if ctx.amp_dtype == torch.float16 else None
-    loaders = make_loaders(plan.source.samples, plan.train_idx, plan.val_idx, plan.steps, recipe, ctx)
+    loaders = make_loaders(plan.source.samples, plan.train_idx, plan.val_idx, plan.steps, recipe, ctx, args.seed)
     net = wrap(model, ctx, plan.steps, lambda: to_device(*next(iter(loaders[0])), ctx, channels_last), recipe)
     net = torch.compile(net) if args.compile else net
     return model, optimizer, scheduler, scaler, loaders, net

@@ -5,7 +5,8 @@ Kept apart from the command line (:mod:`fer_utils.cli.fer_train`) so it reads to
 - :func:`setup` reads torchrun's environment (``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``), picks
   the device and starts the process group (gloo on CPU, nccl on CUDA);
 - :func:`make_loaders`: a ``DistributedSampler`` for training (also with one process, so one and
-  N processes see the same global batches), a disjoint validation shard per rank;
+  N processes see the same global batches), or a :class:`ClassBalancedSampler` when the recipe says
+  ``sampling="class_balanced"``; a disjoint validation shard per rank;
 - :func:`wrap` puts the model in ``DistributedDataParallel`` when there are several processes;
 - :func:`train_epoch` / :func:`evaluate` call the recipe's ``loss_step`` and return metrics summed
   over every rank (:class:`Sums`); :func:`sync_and_compare` checks that the ranks agree.
@@ -14,14 +15,15 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import math
 import os
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 import torch
 import torch.distributed as dist
 from torch import nn
-from torch.utils.data import DataLoader, Dataset, DistributedSampler
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler, WeightedRandomSampler
 from tqdm import tqdm
 
 from fer_utils.cli import checkpoint as ckpt
@@ -263,10 +265,75 @@ class RecipeImages(Dataset):
         return x, torch.tensor(int(item["label"]))
 
 
+#: A recipe's ``sampling`` field: how the training loader draws images.
+SAMPLINGS = ("shuffle", "class_balanced")
+
+
+class ClassBalancedSampler(Sampler[int]):
+    """Class-balanced draws with replacement, split over ranks as a ``DistributedSampler`` splits its order.
+
+    Sample i (label y_i) has the weight ``w_i = 1 / n_{y_i}``, n_c being the number of training samples of
+    class c, so each draw picks every present class with probability 1 / C. An epoch draws
+    ``total = ceil(N / world) * world`` indices (N = ``len(labels)``; total = N for one process) with
+    ``WeightedRandomSampler(w, total, replacement=True)`` (``torch.multinomial``), its generator seeded by
+    ``(seed, epoch)``: every rank draws the same global order and keeps the positions ``rank::world``, so one
+    and N processes see the same global batches, and a resumed run the same order as a straight one.
+
+    This is the torchsampler ``ImbalancedDatasetSampler`` that POSTER V2's main.py imports (main.py:21) and
+    uses for AffectNet-7 (main.py:118-125; main_8.py always): version 0.1.1, vendored in POSTER V1 at
+    torchsampler/imbalanced.py:18-38,56-57, weighs sample i by 1 / (its class count) and draws len(dataset)
+    indices per epoch with torch.multinomial, with replacement.
+    """
+
+    def __init__(self, labels: Sequence[int] | torch.Tensor, num_replicas: int = 1, rank: int = 0,
+                 seed: int = 0) -> None:
+        labels = torch.as_tensor(labels, dtype=torch.long)
+        if labels.ndim != 1 or not len(labels) or int(labels.min()) < 0:
+            raise ValueError("ClassBalancedSampler needs a non-empty 1-d sequence of class indices >= 0")
+        self.weights = 1.0 / torch.bincount(labels)[labels].double()
+        self.num_replicas, self.rank, self.seed, self.epoch = num_replicas, rank, seed, 0
+        self.num_samples = math.ceil(len(labels) / num_replicas)      # per rank
+        self.total_size = self.num_samples * num_replicas
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def global_order(self) -> list[int]:
+        """This epoch's ``total_size`` draws, the same on every rank."""
+        state = np.random.SeedSequence([self.seed, self.epoch]).generate_state(1, dtype=np.uint64)[0]
+        generator = torch.Generator().manual_seed(int(state >> np.uint64(1)))
+        return list(WeightedRandomSampler(self.weights, self.total_size, replacement=True, generator=generator))
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self.global_order()[self.rank::self.num_replicas])
+
+    def __len__(self) -> int:
+        return self.num_samples
+
+
+def train_sampler(samples: Any, train_idx: list, train: Dataset, steps: Steps, recipe: Any, ctx: Context,
+                  seed: int) -> DistributedSampler | ClassBalancedSampler:
+    """The training sampler the recipe's ``sampling`` field names (``"shuffle"`` when it has none): a shuffling
+    ``DistributedSampler`` (seed 0, as before) or a :class:`ClassBalancedSampler` over the training labels,
+    seeded by the run's ``seed``."""
+    sampling = getattr(recipe, "sampling", "shuffle")
+    if sampling == "shuffle":
+        return DistributedSampler(train, num_replicas=ctx.world, rank=ctx.rank, shuffle=True, seed=0)
+    if sampling != "class_balanced":
+        raise FerTrainError(f"sampling={sampling!r}: expected one of {SAMPLINGS}")
+    if steps.target != "label":
+        raise FerTrainError(f"sampling='class_balanced' needs class labels; this run's target is {steps.target!r}")
+    labels = [samples[i].get("label") for i in train_idx]
+    if any(label is None for label in labels):
+        raise FerTrainError("sampling='class_balanced': some training samples have no label")
+    return ClassBalancedSampler([int(label) for label in labels], ctx.world, ctx.rank, seed)
+
+
 def make_loaders(samples: Any, train_idx: list, val_idx: list, steps: Steps, recipe: Any,
-                 ctx: Context) -> tuple[DataLoader, DataLoader | None, DistributedSampler]:
-    """Train loader with a DistributedSampler (also for one process: the same data order), and a
-    validation loader over this rank's disjoint shard (every image counted once)."""
+                 ctx: Context, seed: int = 0) -> tuple[DataLoader, DataLoader | None, Any]:
+    """Train loader with the recipe's sampler (:func:`train_sampler`: by default a DistributedSampler, also for
+    one process: the same data order), and a validation loader over this rank's disjoint shard (every image
+    counted once). ``seed`` (the run's ``--seed``) seeds the class-balanced draws."""
     if recipe.batch_size % ctx.world:
         raise FerTrainError(f"batch_size {recipe.batch_size} (the global batch) is not divisible by "
                             f"the {ctx.world} processes")
@@ -276,7 +343,7 @@ def make_loaders(samples: Any, train_idx: list, val_idx: list, steps: Steps, rec
         print(f"note: recipe module {steps.name} defines no train_transform(recipe): training without "
               "augmentation")
     train = RecipeImages(samples, train_idx, recipe, steps.target, transform)
-    sampler = DistributedSampler(train, num_replicas=ctx.world, rank=ctx.rank, shuffle=True, seed=0)
+    sampler = train_sampler(samples, train_idx, train, steps, recipe, ctx, seed)
     cuda = ctx.device.type == "cuda"
     opts = dict(num_workers=ctx.workers, pin_memory=cuda, persistent_workers=False)
     train_loader = DataLoader(train, batch_size=per_rank, sampler=sampler, **opts)

@@ -5,7 +5,9 @@ below are the authors' files): :class:`~fer_utils.models.poster.PosterV2` on 224
 plain cross-entropy, :class:`SAM` (Foret et al. 2021) around Adam with rho 0.05, lr 3.5e-5, ExponentialLR(0.98)
 stepped once per epoch, batch 144, 200 epochs, RandomHorizontalFlip + RandomErasing(p 0.5, scale (0.02, 0.1)).
 Their other datasets differ only in a few fields (:data:`DATASETS`; e.g. AffectNet-7: lr 1e-6, RandomErasing p 1
-scale (0.05, 0.05) and the class-balanced sampler :func:`balanced_sampler`).
+scale (0.05, 0.05) and class-balanced sampling, ``sampling="class_balanced"``, which ``fer-train`` draws with
+:class:`fer_utils.cli.train_loop.ClassBalancedSampler`; :func:`balanced_sampler` is the same draw for a DataLoader
+of your own).
 
 Pretrained parts are read from files the user gives, never downloaded: their IR-50 (``ir50_path``, ``ir50.pth``),
 their MobileFaceNet (``landmark_path``, ``mobilefacenet_model_best.pth.tar``) and, optionally, a whole trained POSTER
@@ -121,7 +123,7 @@ class PosterRecipe(Recipe):
     flip_p: float = 0.5                  # RandomHorizontalFlip
     erase_p: float = 0.5                 # RandomErasing, after Normalize
     erase_scale: tuple[float, float] = (0.02, 0.1)
-    balanced_sampling: bool = False      # ImbalancedDatasetSampler (AffectNet)
+    sampling: str = "shuffle"            # or "class_balanced": ImbalancedDatasetSampler (AffectNet)
     config: str = "faithful"             # "faithful" (PosterV2) or "course" (PosterCourse, ours)
     freeze_landmarks: bool = True        # the landmark stream gets no gradient
     pretrained: bool = True              # faithful: refuse to start without the pretrained files
@@ -151,7 +153,7 @@ FULL = PosterRecipe(
     # gamma=0.98: ExponentialLR(gamma=0.98) (main.py:74), stepped once per epoch after validation (main.py:179)
     # flip_p=0.5: transforms.RandomHorizontalFlip() default p (main.py:101-108)
     # erase_p=0.5, erase_scale=(0.02, 0.1): RandomErasing(scale=(0.02, 0.1)) for RAF-DB (main.py:101-108)
-    # balanced_sampling=False: RAF-DB shuffles (main.py:129-133); AffectNet-7 uses the sampler (main.py:118-125)
+    # sampling="shuffle": RAF-DB shuffles (main.py:129-133); AffectNet-7 uses the sampler (main.py:118-125)
     # freeze_landmarks=True: MobileFaceNet requires_grad False (PosterV2_7cls.py:254-255)
 )
 
@@ -160,10 +162,10 @@ FULL = PosterRecipe(
 DATASETS: dict[str, PosterRecipe] = {
     "rafdb": FULL,
     "affectnet7": replace(FULL, name="full-affectnet7", lr=1e-6, erase_p=1.0, erase_scale=(0.05, 0.05),
-                          balanced_sampling=True),
+                          sampling="class_balanced"),
     "caers": replace(FULL, name="full-caers", lr=4e-5, erase_p=1.0, erase_scale=(0.05, 0.05)),
     "affectnet8": replace(FULL, name="full-affectnet8", lr=1e-6, erase_p=1.0, erase_scale=(0.05, 0.05),
-                          balanced_sampling=True, num_classes=8),
+                          sampling="class_balanced", num_classes=8),
 }
 
 #: Ours, for two CPU cores: PosterCourse at 64 px from scratch (no pre-trained streams, so the landmark stream
@@ -313,20 +315,16 @@ def augmentation(recipe: PosterRecipe = FULL) -> v2.Compose:
 
 
 def train_transform(recipe: PosterRecipe = FULL) -> v2.Compose:
-    """fer-train's data hook: :func:`augmentation`. fer-train's loader draws each image once per epoch and has no
-    sampler hook, so ``balanced_sampling=True`` is refused here rather than ignored (use :func:`balanced_sampler`
-    with your own DataLoader and :func:`augmentation`)."""
-    if recipe.balanced_sampling:
-        raise ValueError("balanced_sampling=True: fer-train's loader (a DistributedSampler) has no sampler hook yet; "
-                         "train with fer_utils.recipes.poster.balanced_sampler in your own DataLoader, or "
-                         "--set balanced_sampling=False")
+    """fer-train's data hook: :func:`augmentation`. (The recipe's ``sampling`` field is read by fer-train's
+    loader, :func:`fer_utils.cli.train_loop.make_loaders`.)"""
     return augmentation(recipe)
 
 
 def balanced_sampler(labels: torch.Tensor, generator: torch.Generator | None = None) -> WeightedRandomSampler:
     """Class-balanced sampling as the ``torchsampler`` ImbalancedDatasetSampler the authors import (main.py:21,
     118-125; version 0.1.1, vendored in V1): sample i has weight ``1 / n_{y_i}`` (its class count), and an epoch
-    draws ``len(labels)`` indices with replacement (``torch.multinomial``): every class is expected equally often."""
+    draws ``len(labels)`` indices with replacement (``torch.multinomial``): every class is expected equally often.
+    For one process, fer-train's :class:`~fer_utils.cli.train_loop.ClassBalancedSampler` draws the same."""
     labels = torch.as_tensor(labels, dtype=torch.long)
     weights = 1.0 / torch.bincount(labels)[labels].double()
     return WeightedRandomSampler(weights, len(labels), replacement=True, generator=generator)
