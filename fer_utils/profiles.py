@@ -73,10 +73,15 @@ SETTINGS: dict[str, dict[str, dict[str, Any]]] = {
         "course": dict(n_eval=200, n_gallery=8),
         "full": dict(n_eval=1000, n_gallery=8),
     },
+    # 02: sizes: the training faces of each run (the doses; nested, per seed); pool: the faces drawn per seed before
+    # the identity split (n_val / n_test of them validate / test every size); workers: run_grid's processes (None:
+    # every core); shifts: the test-time shifts in pixels (section 7).
     "02_cnn_baselines": {
-        "smoke": dict(n=700, n_identities=40, seeds=(0,), epochs=R.epochs, widths=R.widths),
-        "course": dict(n=2000, n_identities=120, seeds=(0, 1, 2), epochs=R.epochs, widths=R.widths),
-        "full": dict(n=30000, n_identities=1500, seeds=(0, 1, 2, 3, 4), epochs=R.epochs, widths=R.widths),
+        "smoke": dict(sizes=(60, 240), seeds=(0, 1), pool=600, n_val=100, n_test=120, workers=1, shifts=(0, 4, 8)),
+        "course": dict(sizes=(100, 400, 1600), seeds=tuple(range(6)), pool=3200, n_val=300, n_test=500, workers=None,
+                       shifts=(0, 2, 4, 6, 8)),
+        "full": dict(sizes=(200, 800, 3200, 12800), seeds=tuple(range(16)), pool=24000, n_val=2000, n_test=3000,
+                     workers=None, shifts=(0, 2, 4, 6, 8)),
     },
     # 03: n / n_identities: the main model's medium faces; grid_n / grid_identities: the faces of each (dose, seed)
     # of the experiments (sections 9-13); workers: run_grid's processes (None: every core); rerun: the claims
@@ -111,18 +116,30 @@ SETTINGS: dict[str, dict[str, dict[str, Any]]] = {
                      config=R.config, optimizer=R.optimizer, lr=R.lr, per_class=30, seeds=(0, 1, 2),
                      pretrain=dict(n=30000, n_identities=1500, epochs=10), ablation_epochs=10, head_epochs=30),
     },
+    # 06: n_identities / per_class: the people and clips each seed renders (split by identity 3:1:1 into train, val,
+    # test); doses: resting-face strengths of the frames claim (main_dose: where the other arms run); ablation_arms:
+    # the arms run at main_dose besides reference and static; workers: run_grid's processes (None: every core).
     "06_mgln": {
-        "smoke": dict(difficulty="lab", n_identities=14, per_class=1, render_size=96, folds=R.folds, seeds=(0,),
-                      ablation_seeds=(0,)),
-        "course": dict(difficulty="medium", n_identities=24, per_class=2, render_size=96, folds=R.folds, seeds=(0, 1),
-                       ablation_seeds=(0,)),
-        "full": dict(difficulty="medium", n_identities=100, per_class=3, render_size=128, folds=R.folds,
-                     seeds=(0, 1, 2), ablation_seeds=(0, 1, 2)),
+        "smoke": dict(difficulty="medium", n_identities=10, per_class=1, render_size=96, seeds=(0, 1),
+                      doses=(0.0, 1.0), main_dose=1.0, ablation_arms=("plain",), patience=2, workers=1),
+        "course": dict(difficulty="medium", n_identities=20, per_class=2, render_size=96, seeds=tuple(range(6)),
+                       doses=(0.0, 1.0), main_dose=1.0, ablation_arms=("dcn", "plain", "scratch"), patience=2,
+                       workers=None),
+        "full": dict(difficulty="medium", n_identities=60, per_class=3, render_size=128, seeds=tuple(range(10)),
+                     doses=(0.0, 0.5, 1.0), main_dose=1.0, ablation_arms=("dcn", "plain", "scratch"), patience=5,
+                     workers=None),
     },
-    "07_abaw": {
-        "smoke": dict(n_train=48, n_val=24, length=16, n_pretrain=2000, pretrain_epochs=3, epochs=3, seeds=[0]),
-        "course": dict(n_train=144, n_val=48, length=16, n_pretrain=6000, pretrain_epochs=3, epochs=5, seeds=[0, 1, 2]),
-        "full": dict(n_train=None, n_val=None, length=None, n_pretrain=0, pretrain_epochs=0, epochs=30, seeds=[0, 1, 2]),
+    "07_abaw": {  # clips per split and frames per clip; rates: shares of videos whose labels are hidden per task
+        # (multi-task vs single-task at each); mt_rates: where the mean teacher and the streaming heads are compared;
+        # epochs: the cap, patience: the plateau rule; workers: grid processes (None: every core)
+        "smoke": dict(n_export=6, length=16, n_train=16, n_val=8, n_test=8, n_pretrain=600, pretrain_epochs=1,
+                      epochs=3, patience=1, rates=(0.8,), mt_rates=(0.8,), seeds=(0, 1), workers=1),
+        "course": dict(n_export=6, length=16, n_train=80, n_val=20, n_test=40, n_pretrain=3000, pretrain_epochs=2,
+                       epochs=12, patience=3, rates=(0.5, 0.8, 0.95), mt_rates=(0.8, 0.95), seeds=tuple(range(6)),
+                       workers=None),
+        "full": dict(n_export=6, length=16, n_train=400, n_val=80, n_test=160, n_pretrain=20000, pretrain_epochs=5,
+                     epochs=30, patience=5, rates=(0.5, 0.8, 0.95), mt_rates=(0.5, 0.8, 0.95), seeds=tuple(range(10)),
+                     workers=None),
     },
     # 08: "scn"/"ran" name the recipe (fer_utils/recipes/scn.py, ran.py) each profile trains with (their epochs are
     # the epoch caps); seeds / ran_seeds: the paired seeds of the SCN and RAN grids (RAN's runs are cheaper, so it
@@ -143,16 +160,16 @@ SETTINGS: dict[str, dict[str, dict[str, Any]]] = {
     # 09: the course models it explains (loaded from fer_utils.zoo when use_zoo, else stand-ins), and how
     # many faces / which methods each score runs on.
     "09_explain": {
-        "smoke": dict(n=900, n_identities=45, epochs=10, models=("lenet5",), use_zoo=False, per_class=1,
-                      scorecam_faces=2, road_faces=3, road_percentiles=(50,), sanity_faces=2, label_epochs=10,
+        "smoke": dict(n=900, n_identities=45, epochs=10, models=("lenet5",), use_zoo=False, per_class=2,
+                      scorecam_faces=4, road_faces=6, road_percentiles=(50,), sanity_faces=4, label_epochs=10,
                       ig_steps=8, smooth_samples=4, au_faces=4, lfw_faces=2,
                       methods=("Grad-CAM", "Score-CAM", "Eigen-CAM", "Integrated Gradients", "Saliency",
                                "Guided Backprop"),
                       sanity_methods=("Grad-CAM", "Eigen-CAM", "Saliency", "Guided Backprop")),
         "course": dict(n=2000, n_identities=100, epochs=3, models=("lenet5", "gap_cnn", "deep_emotion", "two_level",
                                                                    "ddamfn", "mgln", "abaw", "scn", "ran"),
-                       use_zoo=True, per_class=3, scorecam_faces=4, road_faces=4, road_percentiles=(20, 50, 80),
-                       sanity_faces=3, label_epochs=8, ig_steps=16, smooth_samples=8, au_faces=6, lfw_faces=3,
+                       use_zoo=True, per_class=8, scorecam_faces=12, road_faces=18, road_percentiles=(20, 50, 80),
+                       sanity_faces=12, label_epochs=8, ig_steps=16, smooth_samples=8, au_faces=6, lfw_faces=3,
                        methods=("Grad-CAM", "Grad-CAM++", "Score-CAM", "Eigen-CAM", "Layer-CAM", "Integrated Gradients",
                                 "Occlusion", "Saliency", "Guided Backprop", "SmoothGrad"),
                        sanity_methods=("Grad-CAM", "Grad-CAM++", "Eigen-CAM", "Layer-CAM", "Saliency", "Guided Backprop")),

@@ -168,12 +168,10 @@ def deletion_insertion(model: nn.Module, images: torch.Tensor, maps: np.ndarray,
 # ----------------------------------------------------------------------------------------------
 
 
-def map_similarity(maps_a: np.ndarray, maps_b: np.ndarray) -> dict[str, float]:
-    """Mean over images of the Spearman rank correlation and SSIM between |map| pairs scaled to [0, 1].
-
-    As in Adebayo et al., absolute values: a map that only flips sign still "looks the same".
-    A constant map has no ranking: its rank correlation counts as 0.
-    """
+def map_similarities(maps_a: np.ndarray, maps_b: np.ndarray) -> dict[str, np.ndarray]:
+    """Per image: the Spearman rank correlation and SSIM between |map| pairs scaled to [0, 1] (arrays of
+    length batch). As in Adebayo et al., absolute values: a map that only flips sign still "looks the
+    same". A constant map has no ranking: its rank correlation counts as 0."""
     from scipy.stats import spearmanr
     from skimage.metrics import structural_similarity
 
@@ -185,7 +183,13 @@ def map_similarity(maps_a: np.ndarray, maps_b: np.ndarray) -> dict[str, float]:
         constant = a.std() == 0 or b.std() == 0
         rhos.append(0.0 if constant else float(spearmanr(a.ravel(), b.ravel())[0]))
         ssims.append(float(structural_similarity(a, b, data_range=1.0)))
-    return {"spearman": float(np.mean(rhos)), "ssim": float(np.mean(ssims))}
+    return {"spearman": np.asarray(rhos, dtype=np.float64), "ssim": np.asarray(ssims, dtype=np.float64)}
+
+
+def map_similarity(maps_a: np.ndarray, maps_b: np.ndarray) -> dict[str, float]:
+    """Mean over images of :func:`map_similarities` (Spearman rank correlation and SSIM of |map| pairs)."""
+    per_image = map_similarities(maps_a, maps_b)
+    return {"spearman": float(np.mean(per_image["spearman"])), "ssim": float(np.mean(per_image["ssim"]))}
 
 
 def randomize_(module: nn.Module, seed: int = 0) -> nn.Module:
@@ -213,12 +217,15 @@ def cascade_order(model: nn.Module) -> list[str]:
 
 
 def cascading_randomization(model: nn.Module, explain_fn: Callable[[nn.Module], np.ndarray],
-                            order: Sequence[str] | None = None, seed: int = 0) -> list[dict]:
+                            order: Sequence[str] | None = None, seed: int = 0,
+                            per_image: bool = False) -> list[dict]:
     """Randomise ``order``'s modules one after the other (cumulatively) and compare maps to the trained ones.
 
     ``explain_fn(model) -> maps (batch, H, W)``; ``order`` are names from ``model.named_modules()``
     (default :func:`cascade_order`). Returns one row per step: ``layer`` (the module just
-    randomised, all before it stay random), ``spearman``, ``ssim``. ``model`` itself is not changed.
+    randomised, all before it stay random), ``spearman``, ``ssim`` (means over images); with
+    ``per_image=True`` also ``spearman_per_image`` and ``ssim_per_image`` (arrays, one value per
+    image, for intervals over images). ``model`` itself is not changed.
     """
     reference = explain_fn(model)
     copy_ = copy.deepcopy(model)
@@ -228,7 +235,12 @@ def cascading_randomization(model: nn.Module, explain_fn: Callable[[nn.Module], 
         if name not in modules:
             raise KeyError(f"no module {name!r} in {type(model).__name__}")
         randomize_(modules[name], seed + step)
-        rows.append({"layer": name, **map_similarity(reference, explain_fn(copy_))})
+        similarities = map_similarities(reference, explain_fn(copy_))
+        row = {"layer": name, "spearman": float(np.mean(similarities["spearman"])),
+               "ssim": float(np.mean(similarities["ssim"]))}
+        if per_image:
+            row.update(spearman_per_image=similarities["spearman"], ssim_per_image=similarities["ssim"])
+        rows.append(row)
     return rows
 
 

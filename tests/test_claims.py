@@ -16,7 +16,14 @@ import pytest
 
 RESULTS = Path(__file__).resolve().parents[1] / "results"
 #: Notebooks whose committed results must carry a claims list decided by fer_utils.stats.
-WITH_CLAIMS = ("03_deep_emotion", "08_scn_ran")
+WITH_CLAIMS = ("02_cnn_baselines", "03_deep_emotion", "06_mgln", "07_abaw", "08_scn_ran", "09_explain")
+#: Notebooks none of whose decided verdicts changes with two torch threads. Not 07: in its course run 2 of its 5
+#: decided verdicts (multi-task vs single-task on EXPR at 80% and on VA at 95% missing labels) are "not resolved"
+#: when their runs are repeated with two threads (the notebook marks them; issue 28 stays open on it).
+THREAD_STABLE = tuple(stem for stem in WITH_CLAIMS if stem != "07_abaw")
+#: Notebooks with a recorded run of the whole notebook with two torch threads (``make threads-check``,
+#: results/threads2/); the others rerun the runs behind their decided verdicts with two threads themselves.
+RECORDED_TWO_THREADS = ("03_deep_emotion", "08_scn_ran")
 FIELDS = ("claim", "arm_a", "arm_b", "dose", "n", "diff", "ci_low", "ci_high", "verdict", "plateaued",
           "budget_limited")
 
@@ -56,7 +63,7 @@ def test_claims_follow_the_verdict_rule(stem: str) -> None:
         assert c["budget_limited"] == (c["plateaued"] is False), where
 
 
-@pytest.mark.parametrize("stem", WITH_CLAIMS)
+@pytest.mark.parametrize("stem", THREAD_STABLE)
 def test_no_decided_verdict_changes_with_the_thread_count(stem: str) -> None:
     metrics = _metrics(stem)
     assert metrics["robustness.threads"] == 2
@@ -67,7 +74,7 @@ def test_no_decided_verdict_changes_with_the_thread_count(stem: str) -> None:
     assert not flagged, f"{stem}: decided verdicts that changed with 2 threads: {flagged}"
 
 
-@pytest.mark.parametrize("stem", WITH_CLAIMS)
+@pytest.mark.parametrize("stem", RECORDED_TWO_THREADS)
 def test_the_recorded_two_thread_run_changes_no_decided_verdict(stem: str) -> None:
     """``make threads-check``'s run (every training run with 2 torch threads) against the committed run: the same
     claims on the same seeds, and every decided verdict of the committed run the same in both."""

@@ -477,8 +477,48 @@ DELEGATING: dict[str, dict[str, list[str]]] = {
             'def cosface_logits(embeddings, weight, labels, scale, margin):\n    net = IdentityNet(COURSE, weight.shape[0], scale)\n    net.backbone = torch.nn.Identity()\n    net.weight.data = weight\n    return net(F.normalize(embeddings, dim=1)) - scale * margin * F.one_hot(labels, weight.shape[0])\n',
         ],
     },
-    # "06_mgln": {...},            06's delegating answers: from the helper who reworks notebook 06
-    # "07_abaw": {...},            07's delegating answers: from the helper who reworks notebook 07
+    "06_mgln": {
+        "my_sample": [
+            "def my_sample(x, offsets):\n    return mgln.sample_at_offsets(x[None], offsets[None])[0]\n",
+            "def my_sample(x, offsets):\n    c, h, w = x.shape\n    rows = torch.arange(h, dtype=x.dtype).view(1, h, 1)\n"
+            "    cols = torch.arange(w, dtype=x.dtype).view(1, 1, w)\n    y = (rows + offsets[..., 0]).clamp(0, h - 1)\n"
+            "    xx = (cols + offsets[..., 1]).clamp(0, w - 1)\n"
+            "    grid = torch.stack([2 * xx / (w - 1) - 1, 2 * y / (h - 1) - 1], dim=-1)\n"
+            "    return F.grid_sample(x[:, None], grid, mode='bilinear', padding_mode='border', align_corners=True)[:, 0]\n",
+            "from fer_utils.models.mgln import sample_at_offsets as _s\n\ndef my_sample(x, offsets):\n"
+            "    return _s(x[None], offsets[None])[0]\n",
+        ],
+        "my_mixup": ["def my_mixup(faces, labels, lam, perm, num_classes=7):\n"
+                     "    return v2.MixUp(alpha=1.0, num_classes=num_classes)(faces, labels)\n"],
+        "offsets_by_channel": ["def offsets_by_channel(raw):\n    b, c2, h, w = raw.shape\n"
+                               "    return raw.view(b, c2 // 2, h, w, 2)\n"],
+    },
+    "07_abaw": {
+        "my_masked_focal": [
+            "def my_masked_focal(logits, targets, gamma):\n    return losses.masked_expr_ce(logits, targets, gamma)\n",
+            "def my_masked_focal(logits, targets, gamma):\n    keep = targets >= 0\n    if not bool(keep.any()):\n"
+            "        return (logits * 0.0).sum()\n    ce = F.cross_entropy(logits[keep], targets[keep], reduction='none')\n"
+            "    return ((1 - torch.exp(-ce)) ** gamma * ce).mean()\n",
+            "def my_masked_focal(logits, targets, gamma):\n    keep = targets >= 0\n    if not bool(keep.any()):\n"
+            "        return (logits * 0.0).sum()\n"
+            "    ce = torch.nn.CrossEntropyLoss(reduction='none')(logits[keep], targets[keep])\n"
+            "    return ((1 - torch.exp(-ce)) ** gamma * ce).mean()\n",
+        ],
+        "my_au_score": [
+            "def my_au_score(au_true, au_pred):\n    return metrics.abaw_au_score(au_true, au_pred)\n",
+            "def my_au_score(au_true, au_pred):\n    t, p = np.asarray(au_true), np.asarray(au_pred)\n"
+            "    return 0.5 * f1_score(t, p, average='macro', zero_division=0) + 0.5 * (t == p).mean()\n",
+            "def my_au_score(au_true, au_pred):\n    import sklearn.metrics\n    t, p = np.asarray(au_true), np.asarray(au_pred)\n"
+            "    f1 = [sklearn.metrics.f1_score(t[:, k], p[:, k], zero_division=0) for k in range(t.shape[1])]\n"
+            "    return 0.5 * np.mean(f1) + 0.5 * (t == p).mean()\n",
+        ],
+        "my_au_graph": [
+            "def my_au_graph(au_labels, threshold):\n"
+            "    return abaw_models.au_relation_graph(torch.as_tensor(au_labels), threshold).numpy()\n",
+            "def my_au_graph(au_labels, threshold):\n    from fer_utils.models.abaw import au_relation_graph\n"
+            "    return au_relation_graph(torch.as_tensor(au_labels), threshold).numpy()\n",
+        ],
+    },
     "08_scn_ran": {
         "my_rank_regularization": [
             "def my_rank_regularization(alpha, beta=0.7, margin=0.15):\n"

@@ -15,6 +15,10 @@ optimiser steps of the same batch size for every schedule. What varies:
   L = 0.6 L_GT + 0.4 L_soft, KL at T = 1.5 for EXPR and BCE on the teacher's sigmoid for AUs
   (Deng et al., FG 2020); for VA, MSE to the teacher's prediction (Deng et al. classify VA into bins:
   our simplification).
+
+For experiments on how scarce the labels are, :func:`render_frames` renders clips with every label and
+:func:`hide_labels` hides each task's labels on a chosen share of the videos (nested masks, paired by seed);
+``train(..., val=, stop=Plateau(...))`` ends a run at the plateau of its validation loss or at the epoch cap.
 """
 from __future__ import annotations
 
@@ -31,7 +35,7 @@ from fer_utils import losses, metrics
 from fer_utils.models import logits_of
 from fer_utils.models.abaw import COURSE_WIDTHS, ABAWNet, ABAWOutput
 from fer_utils.recipes import Recipe
-from fer_utils.train import fit
+from fer_utils.train import Plateau, fit
 
 TASKS = ("AU", "EXPR", "VA")
 
@@ -148,6 +152,57 @@ def ema_update(teacher: nn.Module, student: nn.Module, decay: float) -> None:
         t.copy_(s)
 
 
+# --- clips with every label, and labels hidden at a controlled rate ------------------------------
+
+def render_frames(seed: int, clip_ids: range | list[int], length: int = 16, size: int = 40,
+                  difficulty: str = "lab"):
+    """SynthFaces clips ``clip_ids`` of ``seed`` rendered at ``size`` px grey, EVERY label kept, as a
+    :class:`fer_utils.data.clips.ClipFrames` (no file round trip: the experiments hide labels themselves
+    with :func:`hide_labels`)."""
+    from PIL import Image
+
+    from fer_utils.data import clips
+
+    cols: dict[str, list] = {"images": [], "au": [], "expr": [], "va": [], "video": [], "frame": []}
+    names = []
+    for v, c in enumerate(clip_ids):
+        clip = clips.make_clip(seed, int(c), length, size, difficulty)
+        names.append(f"clip{int(c):06d}")
+        cols["images"] += [np.asarray(Image.fromarray(img).convert("L")) for img in clip["images"]]
+        cols["au"].append(clip["au_presence"][:, clips.ABAW_AU_INDEX].astype(np.int64))
+        cols["expr"].append(clip["label"].astype(np.int64))
+        cols["va"].append(np.stack([clip["valence"], clip["arousal"]], 1).astype(np.float32))
+        cols["video"].append(np.full(length, v))
+        cols["frame"].append(np.arange(1, length + 1))
+    return clips.ClipFrames(images=np.stack(cols["images"]), au=np.concatenate(cols["au"]),
+                            expr=np.concatenate(cols["expr"]), va=np.concatenate(cols["va"]),
+                            video=np.concatenate(cols["video"]), frame=np.concatenate(cols["frame"]), videos=names)
+
+
+def hide_labels(frames, rate: float, seed: int):
+    """A copy of ``frames`` where, for each task on its own, the labels of ``round(rate * videos)`` whole videos
+    are replaced by the missing markers (-1 / -5), as Aff-Wild2 annotates each task on its own subset of videos.
+
+    Video ``v`` is hidden for task ``t`` when its rank in a permutation drawn from ``(seed, t)`` is below the
+    count: the masks are nested (what is hidden at 50% is hidden at 80% too) and every arm of one seed sees the
+    same ones. At least one video per task keeps its labels."""
+    from fer_utils.data import clips
+
+    n_videos = len(frames.videos)
+    hidden_count = min(int(round(rate * n_videos)), n_videos - 1)
+    au, expr, va = frames.au.copy(), frames.expr.copy(), frames.va.copy()
+    for k, task in enumerate(clips.TASKS):
+        rank = np.random.default_rng([seed, 29, k]).permutation(n_videos)
+        rows = np.isin(frames.video, np.flatnonzero(rank < hidden_count))
+        if task == "AU":
+            au[rows] = -1
+        elif task == "EXPR":
+            expr[rows] = -1
+        else:
+            va[rows] = -5.0
+    return replace(frames, au=au, expr=expr, va=va)
+
+
 # --- data on the windows, the batch plan, training ------------------------------------------------
 
 @dataclass
@@ -231,16 +286,33 @@ def _extra_loss(model_out: ABAWOutput, batch: dict, recipe: ABAWRecipe, teacher:
     return recipe.consistency_weight * rampup(epoch, recipe.rampup_epochs) * consistency(model_out, target, miss)
 
 
+def validation_loss(model: nn.Module, data: WindowData, tasks: tuple[str, ...] = TASKS) -> float:
+    """The masked loss of ``tasks`` over every labelled frame of ``data`` (one value, the model in eval mode)."""
+    pred = predict(model, data)
+    rows = data.windows.reshape(-1)
+    out = ABAWOutput(pred.au[rows], pred.expr[rows], pred.va[rows])
+    with torch.no_grad():
+        return float(task_loss(out, data.au[rows], data.expr[rows], data.va[rows], tasks)[0])
+
+
 def train(model: nn.Module, data: WindowData, recipe: ABAWRecipe, seed: int = 0,
-          soft_labels: ABAWOutput | None = None, progress=None, on_epoch=None) -> dict:
+          soft_labels: ABAWOutput | None = None, progress=None, on_epoch=None, val: WindowData | None = None,
+          stop: Plateau | None = None) -> dict:
     """Train ``model`` in place by ``batch_plan`` with :func:`fer_utils.train.fit`; returns
-    {"seconds", "steps", "losses"}.
+    {"seconds", "steps", "losses"} (``steps``: the planned steps at the epoch cap ``recipe.epochs``).
+
+    ``val``: a labelled split whose masked loss (of ``recipe.tasks``, of the scored model: the EMA teacher when
+    there is one) is recorded after every epoch as ``"val_loss"``; ``stop``: a :class:`fer_utils.train.Plateau`
+    rule on it (the run ends at the plateau or at the cap; the result then holds ``"epochs_run"`` and
+    ``"plateaued"``).
 
     ``soft_labels``: per-frame teacher outputs (distillation, L = (1 - w) L_GT + w L_soft);
     ``recipe.mean_teacher``: an EMA teacher is kept (updated after every step) and returned as
     ``"teacher"`` (it is the one scored); ``on_epoch(epoch, model)`` is called after every epoch
     (e.g. to score a validation split); ``progress``: a tqdm bar advanced once per step.
     """
+    if stop is not None and val is None:
+        raise ValueError("a plateau rule needs a validation split: pass val=")
     torch.manual_seed(seed)
     plan = batch_plan(data, recipe, seed)
     optimizer, scheduler = make_optimizer(model, recipe, len(plan))
@@ -270,14 +342,28 @@ def train(model: nn.Module, data: WindowData, recipe: ABAWRecipe, seed: int = 0,
         if progress is not None:
             progress.update(1)
 
-    def after_epoch(epoch: int, _history: dict) -> None:
+    def after_epoch(epoch: int, fit_history: dict) -> None:
+        scored = teacher if teacher is not None else model
+        if val is not None:
+            fit_history.setdefault("val_loss", []).append(validation_loss(scored, val, recipe.tasks))
         if on_epoch is not None:
-            on_epoch(epoch, teacher if teacher is not None else model)
-            model.train()
+            on_epoch(epoch, scored)
+        scored.train()   # a mean teacher, like its student, keeps batch statistics during training
+        model.train()
 
-    fit(model, batches, recipe.epochs, optimizer, loss_step=step, steps_per_epoch=per_epoch, progress=False,
-        on_step=after_step, on_epoch=after_epoch)
+    record = fit(model, batches, recipe.epochs, optimizer, loss_step=step, steps_per_epoch=per_epoch,
+                 progress=False, on_step=after_step, on_epoch=after_epoch, stop=stop)
     result = {"seconds": time.process_time() - start, "steps": len(plan), "losses": history}
+    return _with_record(result, record, val is not None, stop is not None, teacher)
+
+
+def _with_record(result: dict, record: dict, has_val: bool, has_stop: bool, teacher: nn.Module | None) -> dict:
+    """:func:`train`'s result with what ``fit`` recorded: the validation losses, the epochs run and whether the run
+    plateaued (when asked for), and the mean teacher in eval mode."""
+    if has_val:
+        result["val_loss"] = record["val_loss"]
+    if has_stop:
+        result["epochs_run"], result["plateaued"] = record["epochs_run"], record["plateaued"]
     if teacher is not None:
         result["teacher"] = teacher.eval()
     return result

@@ -5,30 +5,34 @@ peak face only; loss = mixup-CE(global logits) + CE(part logits); prediction arg
 ImageNet-normalised inputs; 10 identity-disjoint folds.
 
 ``FULL`` is that recipe on the faithful network (SSM from ImageNet VGG16, ``load_vgg16_features``).
-``COURSE`` ("mgln-course-w8-48") is a named, scaled-down network that trains on one CPU thread: every
-SSM width divided by 8, a 48x48 face (map 6x6), crops eyes 16x48, nose 32x16, mouth 16x32, one LSTM
+``COURSE`` ("mgln-course-w16-48") is a named, scaled-down network that trains on one CPU thread: every
+SSM width divided by 16, a 48x48 face (map 6x6), crops eyes 16x48, nose 32x16, mouth 16x32, one LSTM
 layer of 36 units (a 6x6 part map), and four deviations for training from scratch on a CPU
 (identity-disjoint folds, SynthFaces clips): GroupNorm(4) after each SSM
 conv (BatchNorm would mix the statistics of faces and part crops in the shared SSM), no ReLU on the
 score layers (conv6, conv9, the parts' conv3: with the authors' ReLU a score map can die), He init
 of the part ends, and the SSM pre-trained on still SynthFaces of other identities
 (:func:`pretrain_ssm`, standing in for ImageNet weights). With the first three changes but without the
-pre-training the course network stays at chance (notebook 06, row "no pre-training"). Adam lr 1e-3,
-batch 16, 6 epochs, lr x 0.1 at epoch 5. ``SMOKE``: the same network, 3 epochs, 2 folds, a shorter
-pre-training.
+pre-training the course network barely learns (notebook 06, arm "scratch"). Adam lr 1e-3, batch 16,
+an epoch cap of 16 (the notebook stops each run at its plateau, :class:`fer_utils.train.Plateau`), lr x 0.1
+at epoch 12. ``SMOKE``: the same network, a cap of 3 epochs, a shorter pre-training.
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, replace
+
+import numpy as np
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torchvision.transforms import v2
 
-from fer_utils.data.sequences import model_inputs
+from fer_utils.data.sequences import PARTS, crop_frame, model_inputs
+from fer_utils.data.synthetic import SynthFaces
 from fer_utils.models.mgln import MGLN, VGG16_CONV4
-from fer_utils.train import fit as train_fit
+from fer_utils.train import Plateau, fit as train_fit
 from fer_utils.models import logits_of
 from fer_utils.recipes import Recipe
 
@@ -72,12 +76,12 @@ class MGLNRecipe(Recipe):
 
 FULL = MGLNRecipe()
 COURSE = MGLNRecipe(
-    name="mgln-course-w8-48", epochs=6, batch_size=16, lr=1e-3, lr_step_epoch=5, input_size=48,
-    ssm=tuple(v if v == "M" else v // 8 for v in VGG16_CONV4),
+    name="mgln-course-w16-48", epochs=16, batch_size=16, lr=1e-3, lr_step_epoch=12, input_size=48,
+    ssm=tuple(v if v == "M" else v // 16 for v in VGG16_CONV4),
     part_sizes=(("eyes", (16, 48)), ("nose", (32, 16)), ("mouth", (16, 32))), lstm_hidden=36, lstm_layers=1,
-    final_relu=False, ssm_norm="group", part_kaiming_init=True, folds=3, pretrain_n=2400, pretrain_epochs=6,
+    final_relu=False, ssm_norm="group", part_kaiming_init=True, folds=3, pretrain_n=2400, pretrain_epochs=4,
     pretrain_batch=16)
-SMOKE = replace(COURSE, name="mgln-smoke-w8-48", epochs=3, lr_step_epoch=3, folds=2, pretrain_n=1500,
+SMOKE = replace(COURSE, name="mgln-smoke-w16-48", epochs=3, lr_step_epoch=3, folds=2, pretrain_n=1200,
                 pretrain_epochs=3)
 
 
@@ -161,13 +165,18 @@ def pretrain_ssm(model: MGLN, faces: Tensor, labels: Tensor, recipe: MGLNRecipe,
 
 
 def fit(model: MGLN, train: dict[str, Tensor], test: dict[str, Tensor], recipe: MGLNRecipe, seed: int = 0,
-             progress: bool = True, desc: str = "MGLN") -> dict[str, list]:
+        progress: bool = True, desc: str = "MGLN", val: dict[str, Tensor] | None = None,
+        stop: Plateau | None = None) -> dict[str, list]:
     """Train with :func:`loss_step` for ``recipe.epochs`` (:func:`fer_utils.train.fit`); after each epoch
     evaluate on ``test``.
 
     Returns the history: ``loss_global`` / ``loss_part`` (epoch means) and, per epoch, the test accuracy
-    of ``global``, ``part`` and ``fused`` with real frames. Reading the LAST epoch is the clean protocol;
-    taking the best epoch of this list is the authors' selection on the test fold.
+    of ``global``, ``part`` and ``fused`` with the frames the recipe trains on (``train_slots``: real frames
+    unless it is "peak"). Reading the LAST epoch is the clean protocol;
+    taking the best epoch of this list is the authors' selection on the test fold. With ``val`` the history
+    also holds ``val_loss`` (:func:`eval_loss` on those sequences, with the recipe's ``train_slots``); with
+    ``stop`` (a :class:`~fer_utils.train.Plateau` watching ``val_loss``) training ends at the plateau, and
+    ``epochs_run`` / ``plateaued`` say when and whether it was reached before the cap ``recipe.epochs``.
     """
     torch.manual_seed(seed)
     optimizer, scheduler = make_optimizer(model, recipe)
@@ -179,9 +188,94 @@ def fit(model: MGLN, train: dict[str, Tensor], test: dict[str, Tensor], recipe: 
         return ({k: v[perm[i:i + b]] for k, v in train.items()} for i in range(0, n - b + 1, b))
 
     def score(_epoch: int, history: dict) -> None:
-        for k, v in accuracies(predict(model, test), test["label"]).items():
+        for k, v in accuracies(predict(model, test, slots=recipe.train_slots), test["label"]).items():
             history.setdefault(k, []).append(v)
+        if val is not None:
+            history.setdefault("val_loss", []).append(eval_loss(model, val, recipe.train_slots))
 
     history = train_fit(model, batches, recipe.epochs, optimizer, scheduler=scheduler, progress=progress, desc=desc,
-                  loss_step=lambda m, batch: loss_step(m, batch, recipe), steps_per_epoch=n // b, on_epoch=score)
-    return {k: history[k] for k in ("loss_global", "loss_part", "global", "part", "fused")}
+                        loss_step=lambda m, batch: loss_step(m, batch, recipe), steps_per_epoch=n // b,
+                        on_epoch=score, stop=stop)
+    keys = ("loss_global", "loss_part", "global", "part", "fused", "val_loss", "epochs_run", "plateaued")
+    return {k: history[k] for k in keys if k in history}
+
+
+@torch.inference_mode()
+def eval_loss(model: MGLN, data: dict[str, Tensor], slots: str = "real") -> float:
+    """The training loss without mixup, CE(global) + CE(part), over ``data`` in eval mode (for the plateau)."""
+    model.eval()
+    out = model(*model_inputs(data, slots))
+    return float(F.cross_entropy(out.global_logits, data["label"]) + F.cross_entropy(out.part_logits, data["label"]))
+
+
+def synth_clips(n_identities: int, seed: int = 0, difficulty: str = "medium", resting_face: float = 0.0,
+                per_class: int = 1, render_size: int = 96, face_size: int = 48,
+                part_sizes: dict[str, tuple[int, int]] | None = None) -> dict[str, np.ndarray]:
+    """:func:`fer_utils.data.sequences.synth_sequences` with SynthFaces' ``resting_face`` dose.
+
+    ``resting_face`` in [0, 1]: each identity's face at rest carries its own AU offsets (a person whose
+    resting face looks a little sad or angry), in every frame, the onset included. The peak alone then
+    mixes the expression with the person; onset and peak together show what moved.
+    """
+    pool = SynthFaces(0, seed=seed, difficulty=difficulty, size=render_size, n_identities=n_identities,
+                      with_masks=False, resting_face=resting_face)
+    frames, labels, identities = [], [], []
+    for identity in range(n_identities):
+        for label in range(pool.num_classes):
+            for k in range(per_class):
+                clip = pool.sequence(identity, label, length=3, seed=k)
+                frames.append([crop_frame(f["image"], f["landmarks"], face_size, part_sizes) for f in clip])
+                labels.append(label)
+                identities.append(identity)
+    out = {key: np.stack([np.stack([f[key] for f in clip]) for clip in frames]) for key in ("face", *PARTS)}
+    return {**out, "label": np.asarray(labels, np.int64), "identity": np.asarray(identities, np.int64)}
+
+
+def split_by_identity(identities: np.ndarray, every: int = 5) -> dict[str, np.ndarray]:
+    """Indices of ``train`` / ``val`` / ``test`` sequences: identity ``i`` goes to test when ``i % every == 0``,
+    to val when ``i % every == 1``, else to train (no identity on two sides)."""
+    identities = np.asarray(identities)
+    side = identities % every
+    return {"train": np.flatnonzero(side > 1), "val": np.flatnonzero(side == 1), "test": np.flatnonzero(side == 0)}
+
+
+@torch.inference_mode()
+def part_probe(model: MGLN, data: dict[str, Tensor]) -> dict[str, float]:
+    """What the part branch relies on, on ``data`` (real frames): its accuracy with all three parts, the
+    accuracy lost when one part's LSTM map is zeroed (``drop_eyes`` ...), and its accuracy after the
+    LSTM has read only the first 1, 2 or 3 frames (``frames1`` ... ``frames3``)."""
+    model.eval()
+    _, eyes, noses, mouths = model_inputs(data)
+    labels = data["label"]
+    back = model.back_end
+
+    def acc(stack: Tensor) -> float:
+        return float((back.conv9(back.conv8(back.conv7(stack))).mean((2, 3)).argmax(1) == labels).float().mean())
+
+    stack = model.part_maps(eyes, noses, mouths)
+    full = acc(stack)
+    out = {}
+    for k, part in enumerate(PARTS):
+        dropped = stack.clone()
+        dropped[:, k] = 0
+        out[f"drop_{part}"] = full - acc(dropped)
+    for t in (1, 2, 3):
+        out[f"frames{t}"] = acc(model.part_maps(eyes[:, :t], noses[:, :t], mouths[:, :t]))
+    return out
+
+
+def score_run(model: MGLN, history: dict[str, list], test: dict[str, Tensor], slots: str = "real") -> dict:
+    """One trained run's numbers for an experiment grid (plain floats, ints, bools, strings).
+
+    ``fused`` / ``global`` / ``part``: test accuracy of the final model with the test ``slots`` its arm uses
+    (the clean protocol: the epoch where training stopped); ``best_fused``: the best test accuracy over the
+    epochs (the authors' selection on the test fold); ``fused_peak`` / ``part_peak``: the final model with the
+    peak frame in all three slots (the authors' test inputs); ``epochs_run``, ``plateaued``; the
+    :func:`part_probe` numbers; ``curve``: the test fused accuracy per epoch (JSON text).
+    """
+    final = accuracies(predict(model, test, slots=slots), test["label"])
+    peak = accuracies(predict(model, test, slots="peak"), test["label"])
+    epochs = len(history["fused"])
+    return {**final, "best_fused": max(history["fused"]), "fused_peak": peak["fused"], "part_peak": peak["part"],
+            "epochs_run": int(history.get("epochs_run", epochs)), "plateaued": bool(history.get("plateaued", False)),
+            **part_probe(model, test), "curve": json.dumps([round(v, 4) for v in history["fused"]])}
