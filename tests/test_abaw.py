@@ -334,3 +334,42 @@ def test_distillation_uses_soft_labels():
         torch.manual_seed(0)
         losses_.append(recipes.train(recipes.build_model(recipe), data, recipe, seed=0, soft_labels=s)["losses"])
     assert losses_[0] != losses_[1]
+
+
+def _labelled_frames(n_videos: int = 20, per_video: int = 3):
+    """A ClipFrames with every label present (no rendering: the images are blank)."""
+    from fer_utils.data.clips import ClipFrames
+
+    n = n_videos * per_video
+    rng = np.random.default_rng(0)
+    return ClipFrames(images=np.zeros((n, 4, 4), np.uint8), au=rng.integers(0, 2, (n, 12)),
+                      expr=rng.integers(0, 7, n), va=rng.uniform(-1, 1, (n, 2)).astype(np.float32),
+                      video=np.repeat(np.arange(n_videos), per_video), frame=np.tile(np.arange(1, per_video + 1), n_videos),
+                      videos=[f"v{i}" for i in range(n_videos)])
+
+
+def _hidden_videos(frames) -> dict[str, set[int]]:
+    return {"AU": set(frames.video[(frames.au == -1).all(1)]), "EXPR": set(frames.video[frames.expr == -1]),
+            "VA": set(frames.video[(frames.va == -5.0).all(1)])}
+
+
+def test_hide_labels_hides_whole_videos_per_task_nested_across_rates():
+    from fer_utils.recipes.abaw import hide_labels
+
+    frames = _labelled_frames()
+    before = {k: v.copy() for k, v in (("au", frames.au), ("expr", frames.expr), ("va", frames.va))}
+    hidden = {rate: _hidden_videos(hide_labels(frames, rate, seed=3)) for rate in (0.5, 0.8, 0.95)}
+    for rate, per_task in hidden.items():
+        for task, videos in per_task.items():
+            assert len(videos) == min(round(rate * 20), 19), (rate, task)
+    for task in ("AU", "EXPR", "VA"):                       # nested: hidden at 50% stays hidden at 80% and 95%
+        assert hidden[0.5][task] <= hidden[0.8][task] <= hidden[0.95][task]
+    assert len({frozenset(hidden[0.5][t]) for t in ("AU", "EXPR", "VA")}) > 1   # each task draws its own videos
+    assert _hidden_videos(hide_labels(frames, 0.5, seed=3)) == hidden[0.5]       # seeded
+    assert _hidden_videos(hide_labels(frames, 0.5, seed=4)) != hidden[0.5]
+    masked = hide_labels(frames, 0.5, seed=3)                                    # a copy; other frames intact
+    for name, array in before.items():
+        np.testing.assert_array_equal(getattr(frames, name), array)
+    keep = ~np.isin(masked.video, list(hidden[0.5]["EXPR"]))
+    np.testing.assert_array_equal(masked.expr[keep], frames.expr[keep])
+    assert len(_hidden_videos(hide_labels(frames, 1.0, seed=0))["AU"]) == 19     # one video always keeps its labels

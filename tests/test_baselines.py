@@ -81,3 +81,15 @@ def test_svm_bends_around_xor_clusters_and_standardises():
     assert fit_svm(points[train], labels[train], kernel="linear").score(points[test], labels[test]) <= 0.8
     stretched = points * [1.0, 1000.0]
     assert fit_svm(stretched[train], labels[train]).score(stretched[test], labels[test]) == 1.0
+
+
+def test_plateau_from_waits_for_its_start_epoch():
+    from fer_utils.recipes.baselines import PlateauFrom
+    from fer_utils.train import Plateau
+
+    flat = [1.0, 1.0, 1.0, 1.0]                 # no improvement at all: Plateau stops after patience + 1 epochs
+    assert Plateau(patience=2).reached(flat)
+    assert not PlateauFrom(patience=2, start=5).reached(flat)
+    assert PlateauFrom(patience=2, start=5).reached(flat + [1.0])
+    falling = [5.0, 4.0, 3.0, 2.0, 1.0, 0.5]    # still improving: neither rule stops
+    assert not PlateauFrom(patience=2, start=1).reached(falling)
