@@ -15,9 +15,14 @@ paper's hyper-parameters are written once.
 from __future__ import annotations
 
 import importlib
+import json
 import pkgutil
 from dataclasses import dataclass
+from pathlib import Path
 from types import ModuleType
+from typing import Callable
+
+import torch
 
 
 @dataclass(frozen=True)
@@ -48,3 +53,16 @@ def get(name: str) -> ModuleType:
     if name not in available():
         raise ValueError(f"unknown recipe {name!r}; available recipes: {', '.join(available()) or 'none'}")
     return importlib.import_module(f"{__name__}.{name}")
+
+
+def cached_pretraining(path: Path, train: Callable[[], tuple[dict, dict]], field: str = "state") -> tuple[dict, dict]:
+    """A pre-trained state dict and its info, read from ``path`` when it exists (``info["cached"]`` True), else
+    ``train()``'s (state, info), saved to ``path`` first (``info["cached"]`` False). The file holds the state
+    under ``field`` and the info as JSON; the caller's ``path`` carries the key that says what was trained."""
+    if path.is_file():
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+        return saved[field], {**json.loads(saved["info"]), "cached": True}
+    state, info = train()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({field: state, "info": json.dumps(info)}, path)
+    return state, {**info, "cached": False}

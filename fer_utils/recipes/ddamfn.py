@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import inspect
-import json
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -30,7 +29,7 @@ from fer_utils.faces import align_sample
 from fer_utils.losses import ATTENTION_WEIGHT, ddamfn_loss
 from fer_utils.models.ddamfn import COURSE as COURSE_NET
 from fer_utils.models.ddamfn import DDAMFN, FAITHFUL, MixedFeatureNet
-from fer_utils.recipes import Recipe
+from fer_utils.recipes import Recipe, cached_pretraining
 from fer_utils.train import fit
 from fer_utils.weights import _backbone_state
 
@@ -172,17 +171,14 @@ def pretrained_backbone(config, setup: Pretraining, cache_dir: str | Path | None
     identity accuracy per epoch, seconds."""
     folder = Path(cache_dir) if cache_dir else utils.cache_dir() / "ddamfn_pretrain"
     key = pretrain_key(config, setup)
-    path = folder / f"mfn_{config.name}_{key}.pt"
-    if path.is_file():
-        saved = torch.load(path, map_location="cpu", weights_only=True)
-        return saved["features"], {**json.loads(saved["info"]), "cached": True}
-    start = time.time()
-    model, history = pretrain_identity(config, setup, progress)
-    features = _backbone_state(model.backbone)                 # conv1 .. conv_6_sep -> features.0 .. 8
-    info = {"key": key, "identity_accuracy": history["train_accuracy"], "seconds": time.time() - start}
-    folder.mkdir(parents=True, exist_ok=True)
-    torch.save({"features": features, "info": json.dumps(info)}, path)
-    return features, {**info, "cached": False}
+
+    def train() -> tuple[dict, dict]:
+        start = time.time()
+        model, history = pretrain_identity(config, setup, progress)
+        features = _backbone_state(model.backbone)                 # conv1 .. conv_6_sep -> features.0 .. 8
+        return features, {"key": key, "identity_accuracy": history["train_accuracy"], "seconds": time.time() - start}
+
+    return cached_pretraining(folder / f"mfn_{config.name}_{key}.pt", train, field="features")
 
 
 def load_backbone(model: DDAMFN, features: dict) -> None:

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import hashlib
 import inspect
-import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,6 +41,7 @@ from fer_utils import utils
 from fer_utils.data.convention import to_model_tensor
 from fer_utils.data.synthetic import SynthFaces
 from fer_utils.models.poster import CourseLandmarkNet, PosterCourse
+from fer_utils.recipes import cached_pretraining
 from fer_utils.train import fit
 
 #: Files whose content decides what a pre-trained stream is: the face generator and the network.
@@ -168,22 +168,19 @@ def pretrained_landmarks(recipe: Any, setup: LandmarkPretraining = LandmarkPretr
     config = stream_config(recipe)
     folder = Path(cache_dir) if cache_dir else utils.cache_dir() / "poster_pretrain"
     key = pretrain_key(config, setup)
-    path = folder / f"landmarks_{key}.pt"
-    if path.is_file():
-        saved = torch.load(path, map_location="cpu", weights_only=True)
-        return saved["state"], {**json.loads(saved["info"]), "cached": True}
-    start = time.time()
-    stream, history, scale = pretrain_landmarks(config, setup, progress)
-    images, points = landmark_faces(config, setup.n_heldout, setup.seed + 1, setup.difficulty)
-    mean_shape = ((scale[0] + 1) * config["input_size"] / 2 - 0.5).view(NUM_LANDMARKS, 2)
-    info = {"key": key, "train_loss": history["train_loss"], "target_mean": scale[0].tolist(),
-            "target_std": scale[1].tolist(), "heldout_error_px": landmark_error(stream, images, points, scale),
-            "mean_shape_error_px": float(torch.linalg.vector_norm(mean_shape - points, dim=-1).mean()),
-            "seconds": time.time() - start}
-    state = {k: v.detach().clone() for k, v in stream.state_dict().items()}
-    folder.mkdir(parents=True, exist_ok=True)
-    torch.save({"state": state, "info": json.dumps(info)}, path)
-    return state, {**info, "cached": False}
+
+    def train() -> tuple[dict, dict]:
+        start = time.time()
+        stream, history, scale = pretrain_landmarks(config, setup, progress)
+        images, points = landmark_faces(config, setup.n_heldout, setup.seed + 1, setup.difficulty)
+        mean_shape = ((scale[0] + 1) * config["input_size"] / 2 - 0.5).view(NUM_LANDMARKS, 2)
+        info = {"key": key, "train_loss": history["train_loss"], "target_mean": scale[0].tolist(),
+                "target_std": scale[1].tolist(), "heldout_error_px": landmark_error(stream, images, points, scale),
+                "mean_shape_error_px": float(torch.linalg.vector_norm(mean_shape - points, dim=-1).mean()),
+                "seconds": time.time() - start}
+        return {k: v.detach().clone() for k, v in stream.state_dict().items()}, info
+
+    return cached_pretraining(folder / f"landmarks_{key}.pt", train)
 
 
 def _stay_in_eval(module: nn.Module, _inputs: Any) -> None:
