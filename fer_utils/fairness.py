@@ -27,7 +27,7 @@ from typing import Any, Callable, Iterable, Sequence
 import numpy as np
 
 from fer_utils import calibration, metrics, stats
-from fer_utils.data.synth_sample import _SKIN_TONES, Identity, make_identity
+from fer_utils.data.synth_sample import SKIN_TONES, Identity, make_identity
 
 #: The attributes :func:`attribute_values` knows.
 ATTRIBUTES = ("skin_tone", "age", "hair_style")
@@ -43,8 +43,8 @@ METRICS: dict[str, Callable[[np.ndarray, np.ndarray], float]] = {
     "ece": lambda p, y: calibration.expected_calibration_error(p, y),
 }
 
-_PALETTE_LEVEL = _SKIN_TONES.mean(axis=1)  # strictly decreasing from light to dark skin
-_PALETTE_T = np.linspace(0.0, 1.0, len(_SKIN_TONES))
+_PALETTE_LEVEL = SKIN_TONES.mean(axis=1)  # strictly decreasing from light to dark skin
+_PALETTE_T = np.linspace(0.0, 1.0, len(SKIN_TONES))
 
 
 def skin_tone(identity: Identity) -> float:

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from fer_utils import calibration, fairness, stats
-from fer_utils.data.synth_sample import _SKIN_TONES, _palette, make_identity
+from fer_utils.data.synth_sample import SKIN_TONES, _palette, make_identity
 from fer_utils.data.synthetic import SynthFaces
 
 C = 7
@@ -40,10 +40,10 @@ def test_skin_tone_recovers_the_palette_position():
         ident = make_identity(seed, identity)
         t = fairness.skin_tone(ident)
         assert 0.0 <= t <= 1.0
-        np.testing.assert_allclose(_palette(_SKIN_TONES, t), ident.skin, atol=1e-9)
-    lightest, darkest = (replace(make_identity(0, 0), skin=tuple(_SKIN_TONES[k])) for k in (0, -1))
+        np.testing.assert_allclose(_palette(SKIN_TONES, t), ident.skin, atol=1e-9)
+    lightest, darkest = (replace(make_identity(0, 0), skin=tuple(SKIN_TONES[k])) for k in (0, -1))
     assert fairness.skin_tone(lightest) == pytest.approx(0.0) and fairness.skin_tone(darkest) == pytest.approx(1.0)
-    middle = replace(make_identity(0, 0), skin=tuple(_palette(_SKIN_TONES, 0.6)))
+    middle = replace(make_identity(0, 0), skin=tuple(_palette(SKIN_TONES, 0.6)))
     assert fairness.skin_tone(middle) == pytest.approx(0.6)
 
 

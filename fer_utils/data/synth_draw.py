@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 
 from fer_utils.data.synth_pose import CHEEK_TILT, HIDE_NOSE_SIDE, side_visibility, yaw_points
-from fer_utils.data.synth_sample import _SKIN_TONES, Identity, Scene, _palette
+from fer_utils.data.synth_sample import SKIN_TONES, Identity, Scene, _palette
 from fer_utils.data.synth_template import AU_INDEX, CANVAS, CENTER, TEMPLATE
 
 SHIFT = 4  #: fixed-point bits for OpenCV drawing (coordinates * 16)
@@ -252,7 +252,7 @@ def _draw_occluder(img: np.ndarray, p: np.ndarray, irises: np.ndarray, scene: Sc
             line = np.array([p[3 + j], mid + (j - 1) * down, p[13 - j]])
             cv2.polylines(img, [_fixed(line)], False, _shade(colour, 0.85), 1, _AA, SHIFT)
     elif kind == "hand":
-        skin = tuple(_palette(_SKIN_TONES, float(u[0])))
+        skin = tuple(_palette(SKIN_TONES, float(u[0])))
         centre = np.array([CENTER + 52 * (u[1] - 0.5), 86 + 22 * (u[2] - 0.5)])
         angle = (u[3] - 0.5) * 1.6
         rot = np.array([[math.cos(angle), -math.sin(angle)], [math.sin(angle), math.cos(angle)]])

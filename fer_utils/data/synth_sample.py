@@ -103,7 +103,8 @@ _PROTO = _prototype_matrix()
 # Identities
 # ----------------------------------------------------------------------------------------------
 
-_SKIN_TONES = np.array([[250, 220, 200], [236, 190, 160], [205, 150, 115], [160, 110, 80], [105, 70, 50]], float)
+#: The five skin colours (RGB, lightest to darkest) an identity's skin is interpolated between (read by fairness).
+SKIN_TONES = np.array([[250, 220, 200], [236, 190, 160], [205, 150, 115], [160, 110, 80], [105, 70, 50]], float)
 _HAIR_COLOURS = np.array([[25, 20, 18], [60, 40, 28], [110, 75, 45], [190, 150, 95], [140, 60, 35],
                           [150, 150, 150]], float)
 _IRIS_COLOURS = np.array([[70, 45, 30], [40, 30, 25], [70, 110, 150], [90, 110, 70]], float)
@@ -137,7 +138,7 @@ def make_identity(seed: int, identity: int) -> Identity:
     rng = np.random.default_rng([seed, 1, identity])
     coeffs = np.clip(rng.standard_normal(len(TEMPLATE.identity_basis)), -2, 2)
     u = rng.random(8)
-    skin = _palette(_SKIN_TONES, u[0])
+    skin = _palette(SKIN_TONES, u[0])
     hair = _palette(_HAIR_COLOURS, u[1] ** 1.5)
     iris = _palette(_IRIS_COLOURS, u[2])
     lips = skin * np.array([0.85, 0.55, 0.55]) + np.array([20, 0, 0]) * u[3]
