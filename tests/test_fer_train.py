@@ -24,6 +24,7 @@ import torch
 
 from fer_utils.cli import checkpoint as ckpt
 from fer_utils.cli import fer_train
+from fer_utils.cli import train_loop
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -168,6 +169,21 @@ def test_resume_refuses_another_recipe_and_fresh_run_over_old(env, tmp_path):
         fer_train.main(args(env, tmp_path / "run", "--resume", "auto", "--set", "lr=0.1"))
     with pytest.raises(fer_train.FerTrainError, match="already holds a run"):
         fer_train.main(args(env, tmp_path / "run"))
+    with pytest.raises(ckpt.CheckpointError, match="written with --seed 0, this run has --seed 3"):
+        fer_train.main(args(env, tmp_path / "run", "--resume", "auto", "--seed", "3"))
+
+
+def test_seed_sets_the_data_order():
+    """``--seed`` reaches the shuffling sampler: the same seed gives the same order, another seed another one."""
+    ctx = train_loop.Context(rank=0, world=1, local_rank=0, device=torch.device("cpu"), amp_dtype=None, workers=0)
+    train = list(range(50))
+
+    def order(seed: int) -> list[int]:
+        sampler = train_loop.train_sampler([], train, train, None, object(), ctx, seed)
+        sampler.set_epoch(1)
+        return list(sampler)
+    assert order(4) == order(4) and sorted(order(4)) == train
+    assert order(4) != order(5)
 
 
 def test_pickled_checkpoint_is_refused(env, tmp_path):

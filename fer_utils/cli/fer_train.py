@@ -188,10 +188,14 @@ def check_resumed_recipe(saved: dict, recipe: Any, profile: str, path: Path) -> 
 
 
 def restore(path: Path, model: nn.Module, optimizer: Any, scheduler: Any, scaler: Any, ctx: Context,
-            recipe: Any, profile: str) -> tuple[int, dict]:
-    """Load ``path`` into the training objects; returns (epochs done, best {"metric", "value"})."""
+            recipe: Any, profile: str, seed: int) -> tuple[int, dict]:
+    """Load ``path`` into the training objects; returns (epochs done, best {"metric", "value"}). The run's
+    ``--seed`` must be the checkpoint's (it fixes the split and the data order)."""
     data = ckpt.load(path)  # on the CPU: load_state_dict copies to the model's device
     check_resumed_recipe(data["recipe"], recipe, profile, path)
+    if data.get("seed", seed) != seed:
+        raise ckpt.CheckpointError(f"checkpoint {path} was written with --seed {data['seed']}, this run has "
+                                   f"--seed {seed}: resume with the same seed (it fixes the split and data order)")
     model.load_state_dict(data["model"])
     optimizer.load_state_dict(data["optimizer"])
     if scheduler is not None and data.get("scheduler") is not None:
@@ -318,7 +322,8 @@ def run(args: argparse.Namespace) -> dict | None:
     seed_everything(args.seed + ctx.rank, deterministic=args.deterministic)
     done, best = 0, {"metric": None, "value": None}
     if plan.resume is not None:
-        done, best = restore(plan.resume, model, optimizer, scheduler, scaler, ctx, recipe, args.profile)
+        done, best = restore(plan.resume, model, optimizer, scheduler, scaler, ctx, recipe, args.profile,
+                              args.seed)
     out = Path(args.out)
     if ctx.main:
         out.mkdir(parents=True, exist_ok=True)
@@ -366,7 +371,7 @@ def one_epoch(epoch: int, net, model, plan: Plan, optimizer, scheduler, scaler, 
         state = {"epoch": epoch, "recipe": ckpt.recipe_to_dict(recipe, args.profile), "model": model.state_dict(),
                  "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict() if scheduler else None,
                  "scaler": scaler.state_dict() if scaler else None, "rng": states, "best": best,
-                 "world_size": ctx.world, "metrics": metrics}
+                 "world_size": ctx.world, "metrics": metrics, "seed": args.seed}
         out = Path(args.out)
         ckpt.save(out / "last.pt", state)
         if improved:
@@ -406,7 +411,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--workers", type=int, help="loader workers per process (default: 0 on CPU, up to 8 on CUDA)")
     p.add_argument("--threads", type=int, help="torch CPU threads per process")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seeds the initial weights, the validation split and the data "
+                   "order (a resumed run must keep it)")
     p.add_argument("--compile", action="store_true", help="torch.compile the model (minutes to compile)")
     p.add_argument("--no-channels-last", action="store_true", help="keep the default contiguous memory format")
     p.add_argument("--no-amp", action="store_true", help="CUDA: train in float32")

@@ -314,11 +314,11 @@ class ClassBalancedSampler(Sampler[int]):
 def train_sampler(samples: Any, train_idx: list, train: Dataset, steps: Steps, recipe: Any, ctx: Context,
                   seed: int) -> DistributedSampler | ClassBalancedSampler:
     """The training sampler the recipe's ``sampling`` field names (``"shuffle"`` when it has none): a shuffling
-    ``DistributedSampler`` (seed 0, as before) or a :class:`ClassBalancedSampler` over the training labels,
-    seeded by the run's ``seed``."""
+    ``DistributedSampler`` or a :class:`ClassBalancedSampler` over the training labels, both seeded by the run's
+    ``seed`` (``--seed``), so another seed gives another data order."""
     sampling = getattr(recipe, "sampling", "shuffle")
     if sampling == "shuffle":
-        return DistributedSampler(train, num_replicas=ctx.world, rank=ctx.rank, shuffle=True, seed=0)
+        return DistributedSampler(train, num_replicas=ctx.world, rank=ctx.rank, shuffle=True, seed=seed)
     if sampling != "class_balanced":
         raise FerTrainError(f"sampling={sampling!r}: expected one of {SAMPLINGS}")
     if steps.target != "label":
@@ -333,7 +333,7 @@ def make_loaders(samples: Any, train_idx: list, val_idx: list, steps: Steps, rec
                  ctx: Context, seed: int = 0) -> tuple[DataLoader, DataLoader | None, Any]:
     """Train loader with the recipe's sampler (:func:`train_sampler`: by default a DistributedSampler, also for
     one process: the same data order), and a validation loader over this rank's disjoint shard (every image
-    counted once). ``seed`` (the run's ``--seed``) seeds the class-balanced draws."""
+    counted once). ``seed`` (the run's ``--seed``) seeds the data order."""
     if recipe.batch_size % ctx.world:
         raise FerTrainError(f"batch_size {recipe.batch_size} (the global batch) is not divisible by "
                             f"the {ctx.world} processes")
