@@ -363,3 +363,41 @@ def test_classify_is_forward_after_the_backbone_and_head_training_leaves_the_bac
     after = model.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before if k.startswith("features."))
     assert not torch.equal(before["fc.weight"], after["fc.weight"])
+
+
+def test_course_backbone_variants_give_logits_and_keep_their_size_order():
+    from fer_utils.models import count_parameters, logits_of
+    from fer_utils.recipes import ddamfn as rd
+
+    sizes = {}
+    for name in rd.VARIANTS:
+        torch.manual_seed(0)
+        model = rd.build_variant(name).eval()
+        assert logits_of(model(torch.zeros(2, 3, 64, 64))).shape == (2, 7), name
+        sizes[name] = count_parameters(model)
+    assert sizes["mobilefacenet"] < sizes["mfn"] < sizes["ddamfn"] < sizes["resnet18"]
+    assert sizes["mfn"] == count_parameters(DDAMFN(7, 0, COURSE))
+    with pytest.raises(ValueError, match="variant"):
+        rd.build_variant("vgg")
+
+
+def test_train_variant_stops_at_a_plateau_and_adds_the_attention_loss_only_with_heads():
+    from dataclasses import replace
+
+    from fer_utils.losses import attention_loss
+    from fer_utils.recipes import ddamfn as rd
+    from fer_utils.train import Plateau
+
+    torch.manual_seed(0)
+    images = torch.randint(0, 256, (24, 3, 64, 64), dtype=torch.uint8)
+    labels = torch.arange(24) % 7
+    history = rd.train_variant(rd.build_variant("mobilefacenet"), (images[:16], labels[:16]),
+                               (images[16:], labels[16:]), replace(rd.COURSE, epochs=3, batch_size=8), seed=0,
+                               stop=Plateau(patience=1, tolerance=10.0))
+    assert history["plateaued"] and history["epochs_run"] == 2
+    model = rd.build_variant("ddamfn").eval()
+    outputs = model(torch.randn(2, 3, 64, 64))
+    loss = rd.variant_loss(0.1)
+    cross_entropy = F.cross_entropy(outputs.logits, labels[:2])
+    assert torch.isclose(loss(outputs, labels[:2]), cross_entropy + 0.1 * attention_loss(outputs.heads))
+    assert torch.isclose(rd.variant_loss(0.0)(outputs, labels[:2]), cross_entropy)

@@ -24,13 +24,14 @@ from torch.utils.data import DataLoader, Dataset
 
 from fer_utils import utils
 from fer_utils.data.synthetic import SynthFaces
-from fer_utils.data.transforms import rafdb_train_transform
+from fer_utils.data.transforms import eval_transform, rafdb_train_transform
 from fer_utils.faces import align_sample
-from fer_utils.losses import ATTENTION_WEIGHT, ddamfn_loss
+from fer_utils.losses import ATTENTION_WEIGHT, attention_loss, ddamfn_loss
 from fer_utils.models.ddamfn import COURSE as COURSE_NET
-from fer_utils.models.ddamfn import DDAMFN, FAITHFUL, MixedFeatureNet
+from fer_utils.models import logits_of
+from fer_utils.models.ddamfn import DDAMFN, FAITHFUL, ConvBlock, DepthWise, LinearBlock, MixedFeatureNet
 from fer_utils.recipes import Recipe, cached_pretraining
-from fer_utils.train import fit
+from fer_utils.train import Plateau, fit
 from fer_utils.weights import _backbone_state
 
 
@@ -234,3 +235,128 @@ def train_after_backbone(model: DDAMFN, features: torch.Tensor, labels: torch.Te
                   progress=False)
     model.eval()
     return history["train_loss"]
+
+
+# ----------------------------------------------------------------------------------------------
+# The paper's backbone comparison at the course's scale (MobileFaceNet vs ResNet-18 vs MFN)
+# ----------------------------------------------------------------------------------------------
+
+class GDConvClassifier(nn.Module):
+    """``backbone`` (B, C, S, S) -> GDConv (an S x S depthwise LinearBlock, as MobileFaceNet's and DDAMFN's
+    embedding) -> flatten -> ``fc``: logits (B, classes)."""
+
+    def __init__(self, backbone: nn.Module, channels: int, map_size: int, num_classes: int = 7):
+        super().__init__()
+        self.backbone = backbone
+        self.gdconv = LinearBlock(channels, channels, (map_size, map_size), groups=channels)
+        self.fc = nn.Linear(channels, num_classes)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.gdconv(self.backbone(images)).flatten(1))
+
+
+def course_mobilefacenet(num_classes: int = 7, config=COURSE_NET) -> GDConvClassifier:
+    """MobileFaceNet (Chen et al. 2018; the layout of :func:`fer_utils.models.ddamfn.mobilefacenet`) scaled
+    like the course MFN: every width / 4, 1 / 2 / 1 residual bottlenecks instead of 4 / 6 / 2, the same input
+    and final map (64x64 -> 4x4), 3x3 depthwise kernels only and no coordinate attention (what MFN adds)."""
+    def residual(c: int, expand: int, n: int) -> nn.Sequential:
+        return nn.Sequential(*[DepthWise(c, c, expand, 1, True) for _ in range(n)])
+
+    backbone = nn.Sequential(
+        ConvBlock(3, 16, (3, 3), (2, 2), (1, 1)), ConvBlock(16, 16, (3, 3), (1, 1), (1, 1), groups=16),
+        DepthWise(16, 16, 32, 2), residual(16, 32, 1),
+        DepthWise(16, 32, 64, 2), residual(32, 64, 2),
+        DepthWise(32, 32, 128, 2), residual(32, 64, 1),
+        ConvBlock(32, 128))
+    return GDConvClassifier(backbone, 128, config.map_size, num_classes)
+
+
+def course_resnet18(num_classes: int = 7, width: int = 16) -> nn.Module:
+    """ResNet-18's layout (He et al. 2016: four stages of two basic blocks) with widths 16 / 32 / 64 / 128
+    (torchvision's / 4) and a 3x3 stride-2 stem without max-pooling, so a 64x64 face ends as a 4x4 map like
+    the course MFN's; global average pooling and ``fc`` as torchvision's."""
+    from torchvision.models.resnet import BasicBlock, ResNet
+
+    model = ResNet(BasicBlock, [2, 2, 2, 2], num_classes=num_classes, width_per_group=64)
+    model.inplanes = width
+    model.conv1 = nn.Conv2d(3, width, 3, 2, 1, bias=False)
+    model.bn1 = nn.BatchNorm2d(width)
+    model.maxpool = nn.Identity()
+    model.layer1 = model._make_layer(BasicBlock, width, 2)
+    model.layer2 = model._make_layer(BasicBlock, width * 2, 2, stride=2)
+    model.layer3 = model._make_layer(BasicBlock, width * 4, 2, stride=2)
+    model.layer4 = model._make_layer(BasicBlock, width * 8, 2, stride=2)
+    model.fc = nn.Linear(width * 8, num_classes)
+    return model
+
+
+@dataclass(frozen=True)
+class PlateauAfter(Plateau):
+    """:class:`fer_utils.train.Plateau` that can hold only from epoch ``start`` on (ours). With Adam at 3e-3 the
+    validation loss of a fresh network jumps in its first epochs, before the learning-rate step; the plain rule
+    can stop a run there, at an early best it would have passed once the learning rate drops."""
+
+    start: int = 1
+
+    def reached(self, values) -> bool:
+        return len(values) >= self.start and super().reached(values)
+
+
+#: The named course-scale variants of the backbone comparison (all at the course network's 64x64 input).
+VARIANTS = ("ddamfn", "mfn", "mobilefacenet", "resnet18", "lenet")
+
+
+def build_variant(name: str, num_classes: int = 7, num_heads: int = 2, config=COURSE_NET) -> nn.Module:
+    """``ddamfn`` (the course DDAMFN, ``num_heads`` heads), ``mfn`` (the same with 0 heads: MFN, GDConv, fc),
+    ``mobilefacenet``, ``resnet18`` (the course-scale versions above) or ``lenet`` (notebook 02's LeNet-5 on
+    the same colour faces)."""
+    if name == "ddamfn":
+        return DDAMFN(num_classes, num_heads, config)
+    if name == "mfn":
+        return DDAMFN(num_classes, 0, config)
+    if name == "mobilefacenet":
+        return course_mobilefacenet(num_classes, config)
+    if name == "resnet18":
+        return course_resnet18(num_classes)
+    if name == "lenet":
+        from fer_utils.models.baselines import LeNet5
+        return LeNet5(num_classes, in_channels=3, input_size=config.input_size)
+    raise ValueError(f"variant must be one of {VARIANTS}, got {name!r}")
+
+
+def variant_loss(attention_weight: float = ATTENTION_WEIGHT):
+    """CE + ``attention_weight`` x the attention loss for a DDAMFN output; plain CE for any other network."""
+    def loss_fn(outputs, targets):
+        loss = F.cross_entropy(logits_of(outputs), targets)
+        heads = getattr(outputs, "heads", None)
+        if attention_weight and heads is not None and len(heads) > 1:
+            loss = loss + attention_weight * attention_loss(heads)
+        return loss
+    return loss_fn
+
+
+def train_variant(model: nn.Module, train: tuple, val: tuple, recipe: DDAMFNRecipe, seed: int, stop=None,
+                  attention_weight: float = ATTENTION_WEIGHT, progress: bool = False, desc: str = "training") -> dict:
+    """``model`` on ``train`` = (uint8 images (N, 3, S, S), labels) with the authors' augmentation, the
+    recipe's optimiser, schedule, batch and epoch cap, validated on ``val`` (resized + normalised only) after
+    every epoch; ``stop``: a :class:`fer_utils.train.Plateau`. Returns :func:`fer_utils.train.fit`'s history."""
+    torch.manual_seed(seed)
+    eval_tf = eval_transform(recipe.input_size, normalize="imagenet")
+    train_loader = DataLoader(TensorFaces(*train, rafdb_train_transform(recipe.input_size)),
+                              batch_size=recipe.batch_size, shuffle=True, drop_last=len(train[1]) > recipe.batch_size,
+                              generator=torch.Generator().manual_seed(seed))   # no batch of one for BatchNorm
+    val_loader = DataLoader(TensorFaces(*val, eval_tf), batch_size=256)
+    optimizer, scheduler = make_optimizer(model, recipe)
+    return fit(model, train_loader, recipe.epochs, optimizer, loss_fn=variant_loss(attention_weight),
+               val_loader=val_loader, scheduler=scheduler, progress=progress, channels_last=True, desc=desc,
+               stop=stop)
+
+
+def predict(model: nn.Module, images: torch.Tensor, input_size: int, batch_size: int = 256) -> torch.Tensor:
+    """Logits of uint8 ``images`` (N, 3, S, S), resized and normalised as the test faces (eval mode)."""
+    eval_tf = eval_transform(input_size, normalize="imagenet")
+    model.eval()
+    with torch.inference_mode():
+        return torch.cat([logits_of(model(torch.stack([eval_tf(x) for x in images[i:i + batch_size]])
+                                          .contiguous(memory_format=torch.channels_last)))
+                          for i in range(0, len(images), batch_size)])
