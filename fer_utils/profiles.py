@@ -55,7 +55,7 @@ R = _Recipe()
 #: The recipe module (``fer_utils.recipes.<name>``) of each paper notebook.
 RECIPES: dict[str, str] = {"02_cnn_baselines": "baselines", "03_deep_emotion": "deep_emotion",
                            "04_two_level_attention": "two_level", "05_ddamfn": "ddamfn",
-                           "06_mgln": "mgln"}
+                           "06_mgln": "mgln", "10_poster": "poster"}
 
 #: notebook -> profile -> its settings (sizes of the data, folds, faces shown ...). Every key is read
 #: by its notebook as ``P["key"]``, except the ones in :data:`SHOWN_ONLY`.
@@ -97,24 +97,37 @@ SETTINGS: dict[str, dict[str, dict[str, Any]]] = {
                      grid_n=20000, grid_identities=1000, workers=None, paper_doses=("none", "moderate", "strong"),
                      rerun="all"),
     },
+    # 04: difficulty / n / n_identities: the model of sections 6-8; seeds: the paired seeds of the experiments (section 9),
+    # each rendering grid_n faces of grid_identities people (split by identity into train / val / test); rates: the
+    # shares of training faces that keep their valence-arousal label (the doses); cap1 / cap2: the epoch caps of stage 1
+    # / stage 2 (one-stage: cap1 + cap2), patience: the plateau rule on the validation loss; va_mode / va_spread:
+    # valence-arousal that varies within a class (fer_utils.data.va); workers: run_grid's processes (None: every core).
     "04_two_level_attention": {
         "smoke": dict(difficulty="lab", n=300, n_identities=20, batch=R.batch_size, lr=R.lr, stage1_epochs=R.epochs,
-                      stage2_epochs=R.stage2_epochs, seeds=1, n_inspect=48),
-        "course": dict(difficulty="medium", n=1000, n_identities=70, batch=R.batch_size, lr=R.lr,
-                       stage1_epochs=R.epochs, stage2_epochs=R.stage2_epochs, seeds=3, n_inspect=256),
+                      stage2_epochs=R.stage2_epochs, n_inspect=48, seeds=(0, 1), grid_n=120, grid_identities=20,
+                      rates=(0.2, 1.0), cap1=2, cap2=2, patience=1, va_mode="free", va_spread=0.3, workers=1),
+        "course": dict(difficulty="lab", n=600, n_identities=60, batch=R.batch_size, lr=R.lr,
+                       stage1_epochs=R.epochs, stage2_epochs=R.stage2_epochs, n_inspect=256, seeds=tuple(range(5)),
+                       grid_n=500, grid_identities=50, rates=(0.05, 0.2, 1.0), cap1=12, cap2=12, patience=3,
+                       va_mode="free", va_spread=0.3, workers=None),
         "full": dict(difficulty="medium", n=30000, n_identities=1500, batch=R.batch_size, lr=R.lr,
-                     stage1_epochs=R.epochs, stage2_epochs=R.stage2_epochs, seeds=3, n_inspect=512),
+                     stage1_epochs=R.epochs, stage2_epochs=R.stage2_epochs, n_inspect=512, seeds=tuple(range(10)),
+                     grid_n=6000, grid_identities=300, rates=(0.05, 0.2, 1.0), cap1=40, cap2=40, patience=5,
+                     va_mode="free", va_spread=0.3, workers=None),
     },
     "05_ddamfn": {
         "smoke": dict(difficulty="lab", n=600, n_identities=40, folds=3, epochs=R.epochs, batch=R.batch_size,
-                      config=R.config, optimizer=R.optimizer, lr=R.lr, per_class=2, seeds=(0, 1),
-                      pretrain=dict(n=400, n_identities=20, epochs=3), ablation_epochs=1, head_epochs=3),
+                      config=R.config, optimizer=R.optimizer, lr=R.lr, seeds=(0, 1),
+                      pretrain=dict(n=400, n_identities=20, epochs=3), grid_n=300, grid_identities=30, epoch_cap=4,
+                      patience=2, scored=20, workers=1),
         "course": dict(difficulty="medium", n=1200, n_identities=60, folds=3, epochs=R.epochs, batch=R.batch_size,
-                       config=R.config, optimizer=R.optimizer, lr=R.lr, per_class=12, seeds=(0, 1, 2),
-                       pretrain=dict(n=1200, n_identities=80, epochs=4), ablation_epochs=R.epochs, head_epochs=20),
+                       config=R.config, optimizer=R.optimizer, lr=R.lr, seeds=(0, 1, 2, 3, 4),
+                       pretrain=dict(n=1200, n_identities=80, epochs=4), grid_n=700, grid_identities=35,
+                       epoch_cap=10, patience=3, scored=60, workers=None),
         "full": dict(difficulty="medium", n=30000, n_identities=1500, folds=10, epochs=R.epochs, batch=R.batch_size,
-                     config=R.config, optimizer=R.optimizer, lr=R.lr, per_class=30, seeds=(0, 1, 2),
-                     pretrain=dict(n=30000, n_identities=1500, epochs=10), ablation_epochs=10, head_epochs=30),
+                     config=R.config, optimizer=R.optimizer, lr=R.lr, seeds=tuple(range(10)),
+                     pretrain=dict(n=30000, n_identities=1500, epochs=10), grid_n=12000, grid_identities=600,
+                     epoch_cap=40, patience=5, scored=200, workers=None),
     },
     # 06: n_identities / per_class: the people and clips each seed renders (split by identity 3:1:1 into train, val,
     # test); doses: resting-face strengths of the frames claim (main_dose: where the other arms run); ablation_arms:
@@ -167,20 +180,47 @@ SETTINGS: dict[str, dict[str, dict[str, Any]]] = {
                                "Guided Backprop"),
                       sanity_methods=("Grad-CAM", "Eigen-CAM", "Saliency", "Guided Backprop")),
         "course": dict(n=2000, n_identities=100, epochs=3, models=("lenet5", "gap_cnn", "deep_emotion", "two_level",
-                                                                   "ddamfn", "mgln", "abaw", "scn", "ran"),
+                                                                   "ddamfn", "mgln", "abaw", "scn", "ran", "poster"),
                        use_zoo=True, per_class=8, scorecam_faces=12, road_faces=18, road_percentiles=(20, 50, 80),
                        sanity_faces=12, label_epochs=8, ig_steps=16, smooth_samples=8, au_faces=6, lfw_faces=3,
                        methods=("Grad-CAM", "Grad-CAM++", "Score-CAM", "Eigen-CAM", "Layer-CAM", "Integrated Gradients",
                                 "Occlusion", "Saliency", "Guided Backprop", "SmoothGrad"),
                        sanity_methods=("Grad-CAM", "Grad-CAM++", "Eigen-CAM", "Layer-CAM", "Saliency", "Guided Backprop")),
         "full": dict(n=10000, n_identities=500, epochs=20, models=("lenet5", "gap_cnn", "deep_emotion", "two_level",
-                                                                   "ddamfn", "mgln", "abaw", "scn", "ran"),
+                                                                   "ddamfn", "mgln", "abaw", "scn", "ran", "poster"),
                      use_zoo=True, per_class=20, scorecam_faces=40, road_faces=40, road_percentiles=(10, 30, 50, 70, 90),
                      sanity_faces=20, label_epochs=20, ig_steps=32, smooth_samples=16, au_faces=40, lfw_faces=20,
                      methods=("Grad-CAM", "Grad-CAM++", "Score-CAM", "Eigen-CAM", "Layer-CAM", "Integrated Gradients",
                               "Occlusion", "Saliency", "Guided Backprop", "SmoothGrad"),
                      sanity_methods=("Grad-CAM", "Grad-CAM++", "Score-CAM", "Eigen-CAM", "Layer-CAM",
                                      "Integrated Gradients", "Occlusion", "Saliency", "Guided Backprop", "SmoothGrad")),
+    },
+    # 10: POSTER (course-scale configuration of fer_utils.recipes.poster).
+    # 10: recipe: the grid's PosterRecipe (fer_utils.recipes.poster); pool: PoolSetup of each (dose, seed);
+    # pretrain: LandmarkPretraining of the landmark stream; n_attention: test faces whose attention is scored.
+    "10_poster": {
+        "smoke": dict(recipe="GRID_SMOKE", pool=dict(n=240, yaw=40.0), seeds=(0, 1), patience=2, workers=1,
+                      pretrain=dict(n=240, epochs=2, n_heldout=40), n_attention=30),
+        "course": dict(recipe="GRID", pool=dict(n=800, yaw=40.0), seeds=tuple(range(5)), patience=4, workers=None,
+                       pretrain=dict(n=1000, epochs=6, n_heldout=200), n_attention=100),
+        "full": dict(recipe="GRID", pool=dict(n=4000, yaw=40.0), seeds=tuple(range(10)), patience=5, workers=None,
+                     pretrain=dict(n=4000, epochs=10, n_heldout=400), n_attention=500),
+    },
+    # 11: from notebook to product. frames: the video's first frames processed (None: all); min_face: the detector's
+    # smallest face in pixels; segment_s: the agreement segments; n / n_identities / size / width / lr / epochs (cap) /
+    # patience: each seed's SynthFaces pool and course model; batch / repeats: the latency table's batch and timed
+    # calls; parity_faces: video crops of the parity check; workers: grid processes (None: every core); rerun: the
+    # claims repeated with two threads ("decided" or "all").
+    "11_product": {
+        "smoke": dict(frames=40, min_face=120, segment_s=0.5, n=900, n_identities=60, size=48, width=8, lr=3e-3,
+                      epochs=8, patience=3, seeds=(0, 1), batch=16, repeats=3, parity_faces=16, workers=1,
+                      rerun="decided"),
+        "course": dict(frames=None, min_face=120, segment_s=1.0, n=2000, n_identities=130, size=48, width=8, lr=1e-3,
+                       epochs=20, patience=3, seeds=tuple(range(6)), batch=32, repeats=10, parity_faces=64,
+                       workers=None, rerun="decided"),
+        "full": dict(frames=None, min_face=120, segment_s=1.0, n=8000, n_identities=500, size=48, width=16, lr=1e-3,
+                     epochs=40, patience=5, seeds=tuple(range(10)), batch=32, repeats=30, parity_faces=200,
+                     workers=None, rerun="all"),
     },
 }
 

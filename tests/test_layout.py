@@ -39,7 +39,7 @@ _LAYER_OF_GROUP: dict[int, tuple[str, ...]] = {
         "data.formats.ferg", "data.formats.jaffe", "data.formats.oulu", "data.formats.rafdb"),
     3: ("losses", "weights", "faces", "explain", "export", "scoring", "viz"),
     4: ("train", "experiments", "profiles", "zoo", "recipes", "recipes.abaw", "recipes.baselines", "recipes.ddamfn",
-        "recipes.deep_emotion", "recipes.mgln", "recipes.poster", "recipes.poster_pretrain", "recipes.ran", "recipes.scn", "recipes.two_level"),
+        "recipes.deep_emotion", "recipes.mgln", "recipes.poster", "recipes.poster_experiments", "recipes.poster_pretrain", "recipes.ran", "recipes.scn", "recipes.two_level"),
     5: ("", "course", "cli", "cli.checkpoint", "cli.fer_export", "cli.fer_predict", "cli.fer_train", "cli.predict_io", "cli.predict_models",
         "cli.train_loop"),
     6: ("tools", "tools.exercises", "tools.grading", "tools.runner", "tools.site", "tools.timings"),

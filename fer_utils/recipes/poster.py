@@ -175,6 +175,11 @@ COURSE = replace(FULL, name="course", epochs=10, batch_size=64, lr=1e-3, input_s
 #: Ours, for CI: a tiny PosterCourse at 32 px, two epochs.
 SMOKE = replace(COURSE, name="smoke", epochs=2, batch_size=16, input_size=32, dims=(8, 16, 16), heads=(1, 2, 2),
                 embed_dim=16, vit_heads=2)
+#: Ours, for notebook 10's grid of paired runs on two cores: the course network at 32 px (maps 8 / 4 / 2), a
+#: higher learning rate (3e-3) and a cap of 12 epochs (a plateau rule stops it earlier).
+GRID = replace(COURSE, name="grid", epochs=12, lr=3e-3, input_size=32)
+#: Ours, the grid's CI size: SMOKE's tiny network, three epochs.
+GRID_SMOKE = replace(SMOKE, name="grid-smoke", epochs=3, lr=3e-3)
 
 
 # ----------------------------------------------------------------------------------------------
