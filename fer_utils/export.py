@@ -31,6 +31,7 @@ from __future__ import annotations
 import os
 import re
 import tempfile
+import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -296,3 +297,34 @@ def parity(model: nn.Module, onnx_path: str | os.PathLike | OnnxModel,
     if got.shape != reference.shape:
         raise ValueError(f"ONNX Runtime gave logits of shape {got.shape}, PyTorch {reference.shape}")
     return float(np.abs(reference - got).max())
+
+
+def latency_ms(engine: nn.Module, inputs: torch.Tensor | Sequence[Array], repeats: int = 10,
+               warmup: int = 2) -> dict[str, float]:
+    """How long ``engine(*inputs)`` takes, in milliseconds: ``warmup`` untimed calls, then ``repeats`` timed ones.
+
+    ``engine``: a PyTorch module (run in eval mode under ``torch.inference_mode``, mode restored) or an
+    :class:`OnnxModel`. With the sorted times t_(1) <= ... <= t_(R) of the R = ``repeats`` calls, returns
+    ``median`` (t at rank (R+1)/2), ``p90`` (the 90th percentile, numpy's linear interpolation) and
+    ``per_item`` = median / B for a batch of B. The median, not the mean: on a shared machine one call
+    slowed by another process moves the mean a lot and the median little. Threads are the caller's
+    (``torch.set_num_threads``; :class:`OnnxModel`'s ``threads``).
+    """
+    if repeats < 1 or warmup < 0:
+        raise ValueError(f"repeats {repeats} and warmup {warmup}: expected repeats >= 1 and warmup >= 0")
+    inputs = (inputs,) if isinstance(inputs, (torch.Tensor, np.ndarray)) else tuple(inputs)
+    batch = int(np.shape(inputs[0])[0])
+    was_training = engine.training
+    times = []
+    try:
+        with torch.inference_mode():
+            engine.eval()
+            for k in range(warmup + repeats):
+                start = time.perf_counter()
+                engine(*inputs)
+                if k >= warmup:
+                    times.append((time.perf_counter() - start) * 1e3)
+    finally:
+        engine.train(was_training)
+    median = float(np.median(times))
+    return {"median": median, "p90": float(np.percentile(times, 90)), "per_item": median / batch}

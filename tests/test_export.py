@@ -288,8 +288,26 @@ def regenerate() -> dict:
     return out
 
 
+def test_latency_is_a_median_over_the_timed_calls_and_restores_the_mode(monkeypatch):
+    from types import SimpleNamespace
+
+    from fer_utils import export as export_module
+
+    clock = iter([0.0, 10.0, 12.0, 20.0, 23.0, 30.0, 40.0])   # 1 warm-up call (started at 0), then 2, 3 and 10 s
+    monkeypatch.setattr(export_module, "time", SimpleNamespace(perf_counter=lambda: next(clock)))
+    model = torch.nn.Linear(4, 2).train()
+    timing = export_module.latency_ms(model, torch.zeros(5, 4), repeats=3, warmup=1)
+    assert timing["median"] == pytest.approx(3000.0)              # times 2000, 3000, 10000 ms
+    assert timing["p90"] == pytest.approx(8600.0)                 # numpy: 3000 + 0.8 * 7000
+    assert timing["per_item"] == pytest.approx(600.0)             # median / batch of 5
+    assert model.training, "the module's mode must be restored"
+    with pytest.raises(ValueError, match="repeats"):
+        export_module.latency_ms(model, torch.zeros(1, 4), repeats=0)
+
+
 if __name__ == "__main__":
     if sys.argv[1:] != ["--regenerate"]:
         raise SystemExit("usage: python tests/test_export.py --regenerate")
     GOLDEN_PATH.write_text(json.dumps(regenerate(), indent=1) + "\n")
     print(f"wrote {GOLDEN_PATH}")
+
