@@ -567,6 +567,47 @@ DELEGATING: dict[str, dict[str, list[str]]] = {
             "def pointing_hit(attribution, mask):\n    return bool(explain.pointing_scores([attribution], [mask])['hit'])\n",
         ],
     },
+    "10_poster": {
+        "my_cross_attention": [
+            "def my_cross_attention(queries, keys, values):\n    weights = None\n"
+            "    return F.scaled_dot_product_attention(queries, keys, values), weights\n",
+            "def my_cross_attention(queries, keys, values):\n"
+            "    out = F.scaled_dot_product_attention(queries, keys, values)\n"
+            "    weights = (queries @ keys.transpose(-2, -1) / queries.shape[-1] ** 0.5).softmax(-1)\n"
+            "    return out, weights\n",
+        ],
+        "thop_parameters": [
+            "def thop_parameters(model, images):\n    return called_parameters(model, images).called_leaf\n",
+            "def thop_parameters(model, images):\n    from fer_utils.models.poster import called_parameters\n"
+            "    return called_parameters(model, images).called_leaf\n",
+            "def thop_parameters(model, images):\n    from fer_utils.models import poster\n"
+            "    return poster.called_parameters(model, images).called_leaf\n",
+        ],
+    },
+    "11_product": {
+        "my_ece": [
+            "def my_ece(probs, labels, n_bins=15):\n    return calibration.expected_calibration_error(probs, labels, n_bins)\n",
+            "def my_ece(probs, labels, n_bins=15):\n    return calibration.reliability(probs, labels, n_bins).ece\n",
+        ],
+        "my_fit_temperature": [
+            "def my_fit_temperature(logits, labels):\n    return calibration.fit_temperature(logits, labels)\n",
+            "def my_fit_temperature(logits, labels):\n"
+            "    from scipy.optimize import minimize_scalar\n"
+            "    return minimize_scalar(lambda t: calibration.negative_log_likelihood(logits, labels, t),\n"
+            "                           bounds=(0.05, 20.0), method='bounded').x\n",
+        ],
+        "my_ema": [
+            "def my_ema(probs, times, tau):\n"
+            "    tracker = fer_predict.Tracker(tau=tau)\n"
+            "    return np.stack([tracker.update(0, (0, 0, 1, 1), t, p) for t, p in zip(times, probs)])\n",
+            "def my_ema(probs, times, tau):\n"
+            "    out = [np.asarray(probs[0], dtype=float)]\n"
+            "    for k in range(1, len(probs)):\n"
+            "        a = fer_predict.ema_weight(times[k] - times[k - 1], tau)\n"
+            "        out.append(a * probs[k] + (1 - a) * out[-1])\n"
+            "    return np.stack(out)\n",
+        ],
+    },
 }
 
 #: What the delegating answers in section 3 of notebook 02 may call: section 3's own helper, defined here
