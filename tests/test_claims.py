@@ -16,11 +16,15 @@ import pytest
 
 RESULTS = Path(__file__).resolve().parents[1] / "results"
 #: Notebooks whose committed results must carry a claims list decided by fer_utils.stats.
-WITH_CLAIMS = ("02_cnn_baselines", "03_deep_emotion", "06_mgln", "07_abaw", "08_scn_ran", "09_explain")
-#: Notebooks none of whose decided verdicts changes with two torch threads. Not 07: in its course run 2 of its 5
-#: decided verdicts (multi-task vs single-task on EXPR at 80% and on VA at 95% missing labels) are "not resolved"
-#: when their runs are repeated with two threads (the notebook marks them; issue 28 stays open on it).
-THREAD_STABLE = tuple(stem for stem in WITH_CLAIMS if stem != "07_abaw")
+WITH_CLAIMS = ("02_cnn_baselines", "03_deep_emotion", "04_two_level_attention", "05_ddamfn", "06_mgln", "07_abaw",
+               "08_scn_ran", "09_explain", "10_poster", "11_product")
+#: Notebooks whose decided verdicts changed with two torch threads in their course run (each marks them in its
+#: table and Summary; issue 28 stays open on it): 05 (2 of its 3: identity pre-training helps; head 2's share
+#: below chance), 07 (2 of its 5: multi-task vs single-task on EXPR at 80% and on VA at 95% missing labels),
+#: 10 (1 of its 4: V2's fusion less accurate than V1's at the occlusion dose).
+THREAD_UNSTABLE = ("05_ddamfn", "07_abaw", "10_poster")
+#: Notebooks none of whose decided verdicts changes with two torch threads.
+THREAD_STABLE = tuple(stem for stem in WITH_CLAIMS if stem not in THREAD_UNSTABLE)
 #: Notebooks with a recorded run of the whole notebook with two torch threads (``make threads-check``,
 #: results/threads2/); the others rerun the runs behind their decided verdicts with two threads themselves.
 RECORDED_TWO_THREADS = ("03_deep_emotion", "08_scn_ran")
@@ -67,11 +71,20 @@ def test_claims_follow_the_verdict_rule(stem: str) -> None:
 def test_no_decided_verdict_changes_with_the_thread_count(stem: str) -> None:
     metrics = _metrics(stem)
     assert metrics["robustness.threads"] == 2
-    assert metrics["robustness.claims_rerun"] >= 1, f"{stem}: the thread-count check reran nothing"
+    decided = [c for c in metrics["claims"] if c["verdict"] in ("yes", "opposite")]
+    assert metrics["robustness.claims_rerun"] >= min(1, len(decided)), f"{stem}: the thread-count check reran nothing"
     assert metrics["robustness.decided_verdicts_changed"] == 0
     flagged = [c["claim"] for c in metrics["claims"] if c.get("same_with_2_threads") is False
                and c["verdict"] in ("yes", "opposite")]
     assert not flagged, f"{stem}: decided verdicts that changed with 2 threads: {flagged}"
+
+
+@pytest.mark.parametrize("stem", THREAD_UNSTABLE)
+def test_thread_unstable_notebooks_mark_their_changed_verdicts(stem: str) -> None:
+    """A notebook listed as unstable still is (else it belongs in THREAD_STABLE), and its table marks it."""
+    metrics = _metrics(stem)
+    assert metrics["robustness.decided_verdicts_changed"] >= 1, f"{stem}: now thread-stable, move it to THREAD_STABLE"
+    assert any(c.get("same_with_2_threads") is False for c in metrics["claims"]), f"{stem}: changed verdicts unmarked"
 
 
 @pytest.mark.parametrize("stem", RECORDED_TWO_THREADS)

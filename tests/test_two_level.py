@@ -217,3 +217,66 @@ def test_two_stage_in_channels_last_gives_the_same_numbers():
     for stage in ("history1", "history2"):
         assert len(plain[stage]["train_loss"]) == 1, "one epoch per stage: one loss each (not an empty list)"
         np.testing.assert_allclose(fast[stage]["train_loss"], plain[stage]["train_loss"], rtol=1e-2)
+
+
+def _within_class_share(faces):
+    """Share of the valence and arousal variance left after the class and the intensity ray are known:
+    the residual of a per-class least-squares fit of (valence, arousal) on the face's distance along its ray."""
+    left = []
+    for y in (faces.valence, faces.arousal):
+        residual = np.zeros_like(y)
+        for c in np.unique(faces.labels):
+            idx = faces.labels == c
+            radius = np.hypot(faces.valence[idx], faces.arousal[idx])
+            design = np.stack([np.ones(idx.sum()), radius], 1)
+            residual[idx] = y[idx] - design @ np.linalg.lstsq(design, y[idx], rcond=None)[0]
+        left.append(residual.var() / y.var())
+    return left
+
+
+def test_free_va_varies_within_a_class_and_apart():
+    """va_mode="free": valence and arousal are no longer one ray per class (class + intensity explain far less),
+    the two move apart within a class, and the class labels and identities are the same faces' as in "class" mode."""
+    ray = load_synthfaces_va(400, seed=2, difficulty="lab", size=48, n_identities=40)
+    free = load_synthfaces_va(400, seed=2, difficulty="lab", size=48, n_identities=40, va_mode="free", va_spread=0.3)
+    assert np.array_equal(ray.labels, free.labels) and np.array_equal(ray.identities, free.identities)
+    assert max(_within_class_share(ray)) < 0.1
+    assert min(_within_class_share(free)) > 0.2
+    assert not np.array_equal(ray.images, free.images), "the within-class part is drawn on the face"
+    same = load_va_faces("synthfaces", n=50, seed=2, difficulty="lab", n_identities=40, va_mode="free")
+    np.testing.assert_allclose(same.valence, free.valence[:50])
+
+
+def test_labelled_subset_is_nested_and_sized():
+    from fer_utils.data.va import labelled_subset
+    small, large, everything = (labelled_subset(200, r, seed=3) for r in (0.05, 0.2, 1.0))
+    assert len(small) == 10 and len(large) == 40 and np.array_equal(everything, np.arange(200))
+    assert set(small) <= set(large)
+    assert len(labelled_subset(100, 0.01, seed=3)) == 8, "at least `minimum` faces"
+    assert not np.array_equal(labelled_subset(200, 0.2, seed=4), large), "another seed, another subset"
+    with pytest.raises(ValueError, match="rate"):
+        labelled_subset(10, 0.0)
+
+
+def test_fit_stage_stops_at_the_plateau_and_trains_one_task_only():
+    from fer_utils.recipes.two_level import fit_stage
+    from fer_utils.train import Plateau
+    torch.manual_seed(0)
+    images, labels, va = torch.randn(24, 1, 48, 48), torch.randint(0, 7, (24,)), torch.rand(24, 2) * 2 - 1
+    model = TwoLevelAttentionNet(num_classes=7, **COURSE_CONFIG)
+    history = fit_stage(model, (images, labels), (images[:8], labels[:8]), "expression", Plateau(patience=1), cap=3)
+    assert 1 <= history["epochs_run"] <= 3 and isinstance(history["plateaued"], bool)
+    before = model.heads["arousal"].weight.detach().clone()
+    fit_stage(model, (images, va), (images[:8], va[:8]), "va", Plateau(patience=1), cap=2, tasks=("valence",),
+              weight_decay=0.0)
+    torch.testing.assert_close(model.heads["arousal"].weight, before)   # its gradient is 0: Adam does not move it
+
+
+def test_fit_stage_epochs_have_at_least_min_steps():
+    from fer_utils.recipes.two_level import _epochs_of, _loader
+    loader = _loader(torch.randn(10, 1, 4, 4), torch.randn(10, 2), batch_size=4, seed=0)   # 4 + 4 + 2 faces
+    one, steps = _epochs_of(loader, 1)
+    assert len(list(one(1))) == steps == 3
+    two, steps = _epochs_of(loader, 4)
+    assert len(list(two(1))) == steps == 6, "two whole passes"
+    assert len(_loader(torch.randn(9, 1, 4, 4), torch.randn(9, 2), batch_size=4, seed=0)) == 2, "no batch of one face"

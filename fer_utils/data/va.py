@@ -71,12 +71,23 @@ def _collect(items, n: int, size: int, grayscale: bool, desc: str) -> dict[str, 
 
 
 def load_synthfaces_va(n: int, seed: int = 0, difficulty: str = "wild", size: int = 48, grayscale: bool = True,
-                       n_identities: int | None = None, num_classes: int = 7) -> VAFaces:
-    """Render ``n`` SynthFaces once; keep images, labels, valence, arousal and identities."""
+                       n_identities: int | None = None, num_classes: int = 7, va_mode: str = "class",
+                       va_spread: float = 0.3) -> VAFaces:
+    """Render ``n`` SynthFaces once; keep images, labels, valence, arousal and identities.
+
+    ``va_mode="class"`` (the default): valence-arousal is the class's circumplex point times the expression
+    intensity, plus the difficulty's noise, so within a class valence and arousal move together along one
+    ray. ``va_mode="free"`` adds a within-class part of s.d. ``va_spread`` per axis, drawn independently for
+    valence and arousal and drawn on the face (other action units), and a per-person offset (SynthFaces'
+    scenario option, :mod:`fer_utils.data.synth_scenario`): valence and arousal then vary within a class
+    and apart from each other, which a claim about learning them jointly needs.
+    """
+    options = {} if va_mode == "class" else dict(va_mode=va_mode, va_spread=va_spread)
     pool = SynthFaces(n, seed=seed, difficulty=difficulty, size=size, grayscale=grayscale,
-                      n_identities=n_identities, num_classes=num_classes, with_masks=True)
+                      n_identities=n_identities, num_classes=num_classes, with_masks=True, **options)
     render = SynthFaces(n, seed=seed, difficulty=difficulty, size=size, grayscale=grayscale,
-                        n_identities=n_identities, num_classes=num_classes, with_masks=False)  # same faces, faster
+                        n_identities=n_identities, num_classes=num_classes, with_masks=False,
+                        **options)  # same faces, faster
     cols = _collect((render[i] for i in range(n)), n, size, grayscale, "rendering")
     return VAFaces(np.stack(cols["images"]), np.asarray(cols["labels"], np.int64),
                    np.asarray(cols["valence"], np.float32), np.asarray(cols["arousal"], np.float32),
@@ -105,15 +116,27 @@ def load_affectnet_va(root, size: int = 48, grayscale: bool = True, limit: int |
 
 def load_va_faces(dataset: str = "synthfaces", data_root=None, n: int = 1000, seed: int = 0,
                   difficulty: str = "wild", size: int = 48, grayscale: bool = True,
-                  n_identities: int | None = None, num_classes: int = 7) -> VAFaces:
-    """``dataset="synthfaces"`` (rendered) or ``"affectnet"`` (read from ``data_root``)."""
+                  n_identities: int | None = None, num_classes: int = 7, va_mode: str = "class",
+                  va_spread: float = 0.3) -> VAFaces:
+    """``dataset="synthfaces"`` (rendered; ``va_mode`` / ``va_spread``: :func:`load_synthfaces_va`) or
+    ``"affectnet"`` (read from ``data_root``)."""
     if dataset == "synthfaces":
-        return load_synthfaces_va(n, seed, difficulty, size, grayscale, n_identities, num_classes)
+        return load_synthfaces_va(n, seed, difficulty, size, grayscale, n_identities, num_classes, va_mode, va_spread)
     if dataset == "affectnet":
         if data_root is None:
             raise ValueError("dataset='affectnet' needs data_root (the folder with Manually_Annotated_file_lists/)")
         return load_affectnet_va(data_root, size, grayscale)
     raise ValueError(f"dataset must be 'synthfaces' or 'affectnet', got {dataset!r}")
+
+
+def labelled_subset(n: int, rate: float, seed: int = 0, minimum: int = 8) -> np.ndarray:
+    """Positions (sorted) of the ``rate`` share of ``n`` training faces that keep their valence-arousal
+    label (the others keep only their class), at least ``minimum``. Nested: for one ``seed`` the faces
+    labelled at a lower rate are also labelled at every higher one, so rates differ only by the faces added."""
+    if not 0.0 < rate <= 1.0:
+        raise ValueError(f"rate must be in (0, 1], got {rate!r}")
+    order = np.random.default_rng([seed, 404]).permutation(n)
+    return np.sort(order[:min(n, max(minimum, int(round(rate * n))))])
 
 
 def split_va_faces(faces: VAFaces, test_size: float = 0.2, seed: int = 0,

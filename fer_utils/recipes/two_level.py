@@ -19,6 +19,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
 from tqdm import tqdm
 
 from fer_utils import metrics
@@ -165,3 +166,53 @@ def two_stage(make_model: Callable[[], TwoLevelAttentionNet], loaders: dict, epo
         bar.close()
     return {"stage1": stage1["stage1"], "history1": stage1["history1"], "seconds_stage1": stage1["seconds_stage1"],
             "model": model, "history2": history2, "seconds_stage2": time.time() - start2}
+
+
+# ---------------------------------------------------------------------------------------------------------
+# One stage to its plateau (the experiments of notebook 04: run_grid's runs)
+# ---------------------------------------------------------------------------------------------------------
+
+def _loader(images: torch.Tensor, targets: torch.Tensor, batch_size: int, seed: int):
+    """Shuffled batches (seeded); the last batch is dropped when it would hold a single face (a CCC over one
+    value is undefined) and the set has more faces than one batch."""
+    drop = len(images) > batch_size and len(images) % batch_size == 1
+    return DataLoader(TensorDataset(images, targets), batch_size=batch_size, shuffle=True, drop_last=drop,
+                      generator=torch.Generator().manual_seed(seed))
+
+
+def _epochs_of(loader, min_steps: int):
+    """An epoch of at least ``min_steps`` optimiser steps: as many whole passes over ``loader`` as that takes
+    (a set of a dozen faces would otherwise give one step per epoch, too few for a plateau rule to read).
+    Returns ``fit``'s ``train_loader(epoch)`` and the steps in each epoch."""
+    passes = max(1, -(-min_steps // max(1, len(loader))))
+
+    def epoch(_: int):
+        for _pass in range(passes):
+            yield from loader
+    return epoch, passes * len(loader)
+
+
+def fit_stage(model: TwoLevelAttentionNet, train: tuple[torch.Tensor, torch.Tensor],
+              val: tuple[torch.Tensor, torch.Tensor], stage: str, stop, cap: int, seed: int = 0,
+              tasks: tuple[str, ...] = ("valence", "arousal"), loss: str = "ccc", lr: float = 1e-3,
+              batch_size: int = 32, weight_decay: float = 1e-4, channels_last: bool = True,
+              min_steps: int = 1) -> dict[str, list]:
+    """Train ``model`` in place for one stage with :func:`fer_utils.train.fit` until ``stop`` (a
+    :class:`fer_utils.train.Plateau` on the validation loss) holds, at most ``cap`` epochs.
+
+    ``stage="expression"``: ``train`` / ``val`` are (images, labels), cross-entropy on the logits (stage 1).
+    ``stage="va"``: (images, (N, 2) valence-arousal), :func:`fer_utils.losses.va_loss` of ``loss`` over
+    ``tasks`` (one task: the single-task baseline; the other head gets no gradient). Adam at a constant
+    ``lr`` (a schedule would make a late plateau the schedule's doing). An epoch is at least ``min_steps``
+    steps (:func:`_epochs_of`; a few labelled faces). Returns ``fit``'s history, with ``epochs_run`` and
+    ``plateaued``.
+    """
+    if stage not in ("expression", "va"):
+        raise ValueError(f"stage must be 'expression' or 'va', got {stage!r}")
+    torch.manual_seed(seed)
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
+    net, loss_fn = (Classifier(model), nn.CrossEntropyLoss()) if stage == "expression" else (model, va_loss(loss, tasks))
+    val_loader = DataLoader(TensorDataset(*val), batch_size=1024)
+    epochs, steps = _epochs_of(_loader(*train, batch_size, seed), min_steps)
+    return fit(net, epochs, cap, optimizer, loss_fn, val_loader=val_loader, progress=False,
+               channels_last=channels_last, stop=stop, steps_per_epoch=steps)
