@@ -26,7 +26,7 @@ the value as a parameter, in the model's input scaling (:mod:`fer_utils.data.con
 from __future__ import annotations
 
 from contextlib import contextmanager
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import numpy as np
 import torch
@@ -34,13 +34,17 @@ from torch import nn
 
 
 @contextmanager
-def _eval_mode(model: nn.Module):
-    was_training = model.training
+def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
+    """``model`` in eval mode inside the ``with`` block; afterwards every submodule m is back in its own earlier
+    mode (``m.training`` as recorded for each m in ``model.modules()``), so a child that was in eval mode under
+    a training parent (a frozen backbone, a logits view around an eval-mode network) stays in eval mode."""
+    modes = {module: module.training for module in model.modules()}
     model.eval()
     try:
         yield model
     finally:
-        model.train(was_training)
+        for module, training in modes.items():
+            module.training = training
 
 
 def _targets(targets, n: int) -> list[int]:
@@ -79,7 +83,7 @@ def grad_cam(model: nn.Module, images: torch.Tensor, targets, target_layer: nn.M
     if method not in cams:
         raise ValueError(f"method must be one of {sorted(cams)}, got {method!r}")
     wanted = [ClassifierOutputTarget(t) for t in _targets(targets, len(images))]
-    with _eval_mode(model), cams[method](model=model, target_layers=[target_layer]) as cam:
+    with eval_mode(model), cams[method](model=model, target_layers=[target_layer]) as cam:
         maps = cam(input_tensor=images.to(_device(model)), targets=wanted)  # (batch, H, W)
     return np.asarray(maps, dtype=np.float32)
 
@@ -125,7 +129,7 @@ def relu_census(model: nn.Module, images: torch.Tensor) -> dict[str, int]:
     hooks = [m.register_forward_hook(lambda *_: module_calls.__setitem__(0, module_calls[0] + 1))
              for m in model.modules() if isinstance(m, nn.ReLU)]
     try:
-        with _eval_mode(model), torch.no_grad(), _Count():
+        with eval_mode(model), torch.no_grad(), _Count():
             model(images.to(_device(model)))
     finally:
         for hook in hooks:
@@ -158,7 +162,7 @@ def integrated_gradients(model: nn.Module, images: torch.Tensor, targets, *, bas
     """
     images = images.to(_device(model))
     baselines = baseline if isinstance(baseline, torch.Tensor) else torch.full_like(images, float(baseline))
-    with _eval_mode(model):
+    with eval_mode(model):
         attributions = _captum("IntegratedGradients")(model).attribute(
             images, baselines=baselines.to(images.device), target=_targets(targets, len(images)),
             n_steps=n_steps, internal_batch_size=internal_batch_size)
@@ -187,7 +191,7 @@ def occlusion_sensitivity(model: nn.Module, images: torch.Tensor, targets, *, fi
     def probabilities(x: torch.Tensor) -> torch.Tensor:
         return torch.softmax(model(x), dim=1).double()  # differences and their mean in float64
 
-    with _eval_mode(model):
+    with eval_mode(model):
         drops = _captum("Occlusion")(probabilities).attribute(
             images, sliding_window_shapes=(channels, patch, patch), strides=(channels, stride, stride),
             baselines=float(fill), target=_targets(targets, len(images)), perturbations_per_eval=perturbations_per_eval)

@@ -41,6 +41,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from fer_utils.explain import eval_mode
 from fer_utils.models import logits_of
 
 #: ONNX opset written by default (AffineGrid, needed by DeepEmotion, exists from opset 20).
@@ -166,9 +167,10 @@ def export_onnx(model: nn.Module, example_inputs: torch.Tensor | Sequence[torch.
     ``example_inputs``: one tensor or a sequence of tensors, batch first (a batch of 1 is repeated to 2
     so that the batch size is not fixed into the graph). ``dynamic_batch``: the batch dimension of every
     input and of the output is named ``batch`` and may take any size. The model is exported in eval mode
-    and left in the mode it came in. ``exporter``: ``auto`` (TorchScript, then ``torch.export`` if that
-    fails), ``torchscript`` or ``dynamo``. Raises :class:`ExportError` with each exporter's reason, and
-    ``TypeError`` (before exporting) when the model's output has no logits.
+    and every submodule is left in the mode it came in (:func:`fer_utils.explain.eval_mode`). ``exporter``:
+    ``auto`` (TorchScript, then ``torch.export`` if that fails), ``torchscript`` or ``dynamo``. Raises
+    :class:`ExportError` with each exporter's reason, and ``TypeError`` (before exporting) when the model's output
+    has no logits.
     """
     if exporter not in EXPORTERS:
         raise ValueError(f"exporter {exporter!r}: expected one of {', '.join(EXPORTERS)}")
@@ -178,9 +180,9 @@ def export_onnx(model: nn.Module, example_inputs: torch.Tensor | Sequence[torch.
     path.parent.mkdir(parents=True, exist_ok=True)
     names = input_names(len(inputs))
     order = ("torchscript", "dynamo") if exporter == "auto" else (exporter,)
-    reasons, was_training = [], model.training
-    wrapped = LogitsOnly(model).eval()
-    try:
+    reasons: list[str] = []
+    with eval_mode(model):
+        wrapped = LogitsOnly(model).eval()
         with torch.no_grad():
             wrapped(*inputs)   # a TypeError here: the output has no logits (the output contract)
         for name in order:
@@ -191,8 +193,6 @@ def export_onnx(model: nn.Module, example_inputs: torch.Tensor | Sequence[torch.
                 continue
             _stamp(path, name, model)
             return Exported(path, name, opset, names, tuple(notes))
-    finally:
-        model.train(was_training)
     path.unlink(missing_ok=True)
     raise ExportError(f"{type(model).__name__} could not be exported to ONNX ({'; '.join(reasons)})")
 
@@ -276,14 +276,11 @@ def quantize_dynamic_int8(path_in: str | os.PathLike, path_out: str | os.PathLik
 
 
 def probabilities(model: nn.Module, inputs: Sequence[Array]) -> np.ndarray:
-    """Softmax of ``logits_of(model(*inputs))`` as float64 numpy, PyTorch in eval mode (mode restored)."""
+    """Softmax of ``logits_of(model(*inputs))`` as float64 numpy, PyTorch in eval mode (afterwards every
+    submodule back in its own mode, :func:`fer_utils.explain.eval_mode`)."""
     tensors = [x if isinstance(x, torch.Tensor) else torch.from_numpy(np.asarray(x)) for x in inputs]
-    was_training = model.training
-    try:
-        with torch.inference_mode():
-            logits = logits_of(model.eval()(*tensors))
-    finally:
-        model.train(was_training)
+    with eval_mode(model), torch.inference_mode():
+        logits = logits_of(model(*tensors))
     return torch.softmax(logits.float(), dim=-1).double().numpy()
 
 
@@ -303,9 +300,9 @@ def latency_ms(engine: nn.Module, inputs: torch.Tensor | Sequence[Array], repeat
                warmup: int = 2) -> dict[str, float]:
     """How long ``engine(*inputs)`` takes, in milliseconds: ``warmup`` untimed calls, then ``repeats`` timed ones.
 
-    ``engine``: a PyTorch module (run in eval mode under ``torch.inference_mode``, mode restored) or an
-    :class:`OnnxModel`. With the sorted times t_(1) <= ... <= t_(R) of the R = ``repeats`` calls, returns
-    ``median`` (t at rank (R+1)/2), ``p90`` (the 90th percentile, numpy's linear interpolation) and
+    ``engine``: a PyTorch module (run in eval mode under ``torch.inference_mode``, afterwards every submodule back
+    in its own mode) or an :class:`OnnxModel`. With the sorted times t_(1) <= ... <= t_(R) of the R = ``repeats``
+    calls, returns ``median`` (t at rank (R+1)/2), ``p90`` (the 90th percentile, numpy's linear interpolation) and
     ``per_item`` = median / B for a batch of B. The median, not the mean: on a shared machine one call
     slowed by another process moves the mean a lot and the median little. Threads are the caller's
     (``torch.set_num_threads``; :class:`OnnxModel`'s ``threads``).
@@ -314,17 +311,12 @@ def latency_ms(engine: nn.Module, inputs: torch.Tensor | Sequence[Array], repeat
         raise ValueError(f"repeats {repeats} and warmup {warmup}: expected repeats >= 1 and warmup >= 0")
     inputs = (inputs,) if isinstance(inputs, (torch.Tensor, np.ndarray)) else tuple(inputs)
     batch = int(np.shape(inputs[0])[0])
-    was_training = engine.training
     times = []
-    try:
-        with torch.inference_mode():
-            engine.eval()
-            for k in range(warmup + repeats):
-                start = time.perf_counter()
-                engine(*inputs)
-                if k >= warmup:
-                    times.append((time.perf_counter() - start) * 1e3)
-    finally:
-        engine.train(was_training)
+    with eval_mode(engine), torch.inference_mode():
+        for k in range(warmup + repeats):
+            start = time.perf_counter()
+            engine(*inputs)
+            if k >= warmup:
+                times.append((time.perf_counter() - start) * 1e3)
     median = float(np.median(times))
     return {"median": median, "p90": float(np.percentile(times, 90)), "per_item": median / batch}

@@ -17,7 +17,7 @@ batches with ``loss_fn(model(inputs), targets)``; logits are read with
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
@@ -37,10 +37,12 @@ LossStep = Callable[[nn.Module, Any], Any]
 @dataclass(frozen=True)
 class Plateau:
     """The plateau rule: stop when ``monitor`` (a history key, ``val_loss`` by default) has not improved on
-    its best earlier value by more than ``tolerance`` for ``patience`` epochs.
+    its best earlier value by more than ``tolerance`` for ``patience`` epochs, from epoch ``start`` on.
 
-    With values v_1..v_e after epoch e, the run has plateaued when e > patience and
+    With values v_1..v_e after epoch e, the run has plateaued when e >= start, e > patience and
     ``min(v_{e-patience+1..e}) > min(v_1..v_{e-patience}) - tolerance`` (for ``mode="min"``; "max" mirrors it).
+    ``start`` (1 by default: any epoch) keeps the rule from holding before that epoch, e.g. while a fresh
+    network's validation loss still jumps before a learning-rate step (ours; notebook 05).
     A run that reaches its epoch cap without that is *not* plateaued: :func:`fer_utils.stats.compare` then
     marks its verdict budget-limited. Arms compared share one cap (``fit``'s ``epochs``) and one rule.
     """
@@ -49,16 +51,33 @@ class Plateau:
     tolerance: float = 1e-3
     monitor: str = "val_loss"
     mode: str = "min"
+    start: int = 1
+
+    def __repr__(self) -> str:
+        """The dataclass's repr, ``start`` shown only when it is not 1 (a rule without it prints as it always did)."""
+        shown = [f.name for f in fields(self) if f.name != "start" or self.start != 1]
+        return f"{type(self).__qualname__}({', '.join(f'{name}={getattr(self, name)!r}' for name in shown)})"
 
     def reached(self, values: Sequence[float]) -> bool:
+        """Whether the rule holds after epoch e = ``len(values)`` (the formula above)."""
         if self.mode not in ("min", "max"):
             raise ValueError(f"Plateau mode must be 'min' or 'max', got {self.mode!r}")
-        if len(values) <= self.patience:
+        if len(values) < self.start or len(values) <= self.patience:
             return False
         sign = 1.0 if self.mode == "min" else -1.0
         recent = min(sign * v for v in values[-self.patience:])
         before = min(sign * v for v in values[:-self.patience])
         return recent > before - self.tolerance
+
+
+def class_balanced_weights(labels: Sequence[int] | torch.Tensor) -> torch.Tensor:
+    """Class-balanced sampling weights (float64): sample i with label y_i weighs ``w_i = 1 / n_{y_i}``, n_c being
+    the number of samples of class c, so a draw with replacement picks every present class with probability 1 / C
+    (POSTER V2's torchsampler ImbalancedDatasetSampler; fer-train's ``sampling="class_balanced"``)."""
+    labels = torch.as_tensor(labels, dtype=torch.long)
+    if labels.ndim != 1 or not len(labels) or int(labels.min()) < 0:
+        raise ValueError("class-balanced sampling needs a non-empty 1-d sequence of class indices >= 0")
+    return 1.0 / torch.bincount(labels)[labels].double()
 
 
 def split_loss(result: Any) -> tuple[torch.Tensor, dict]:
@@ -191,26 +210,51 @@ def evaluate(model: nn.Module, loader: Iterable, loss_fn: Callable | None = None
     return result
 
 
-class _EpochSums:
-    """Sample-weighted sums of one epoch's loss and float logs, and its predicted / true labels."""
+class LossSums:
+    """Sample-weighted sums of a pass's loss and its float logs (``fit``'s history, ``fer-train``'s metrics).
 
-    def __init__(self) -> None:
-        self.sums: dict[str, float] = {"train_loss": 0.0}
-        self.count, self.predicted, self.labels = 0, [], []
+    With batches b of n_b samples, loss L_b and logs l_{k,b} (ints and floats only: tensors such as logits are
+    not summed, and a log named "loss" repeats L_b): ``S_loss = sum_b n_b L_b``, ``S_k = sum_b n_b l_{k,b}``,
+    ``N = sum_b n_b``; the pass's means are ``S / max(N, 1)``. ``sums`` holds S_loss under ``loss_key`` and each
+    S_k under ``log_prefix + k``; ``count`` is N.
+    """
+
+    def __init__(self, loss_key: str = "loss", log_prefix: str = "") -> None:
+        self.loss_key, self.log_prefix = loss_key, log_prefix
+        self.sums: dict[str, float] = {loss_key: 0.0}
+        self.count = 0
 
     def add(self, value: float, logs: dict, n: int) -> None:
-        self.sums["train_loss"] += value * n
+        """Add one batch of ``n`` samples: its loss ``value`` and its ``logs``."""
+        self.sums[self.loss_key] += value * n
         self.count += n
         for key, item in logs.items():
             if isinstance(item, (int, float)) and key != "loss":
-                self.sums[key] = self.sums.get(key, 0.0) + float(item) * n
+                name = self.log_prefix + key
+                self.sums[name] = self.sums.get(name, 0.0) + float(item) * n
+
+    def means(self) -> dict[str, float]:
+        """``S / max(N, 1)`` for every sum, in the order the keys first appeared."""
+        return {key: total / max(self.count, 1) for key, total in self.sums.items()}
+
+
+class _EpochSums(LossSums):
+    """:class:`LossSums` of one epoch under ``train_loss``, and its predicted / true labels (the accuracy)."""
+
+    def __init__(self) -> None:
+        super().__init__("train_loss")
+        self.predicted, self.labels = [], []
+
+    def add(self, value: float, logs: dict, n: int) -> None:
+        super().add(value, logs, n)
         if "logits" in logs and "labels" in logs and logs["logits"].ndim == 2:
             self.predicted.append(logs["logits"].argmax(1).cpu().numpy())
             self.labels.append(logs["labels"].cpu().numpy())
 
     def into(self, history: dict[str, list]) -> None:
-        for key, total in self.sums.items():
-            history.setdefault(key, []).append(total / max(self.count, 1))
+        """Append the epoch's means (and ``train_accuracy``) to ``history``."""
+        for key, mean in self.means().items():
+            history.setdefault(key, []).append(mean)
         if self.labels:
             history.setdefault("train_accuracy", []).append(
                 metrics.accuracy(np.concatenate(self.labels), np.concatenate(self.predicted)))

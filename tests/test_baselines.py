@@ -84,12 +84,11 @@ def test_svm_bends_around_xor_clusters_and_standardises():
 
 
 def test_plateau_from_waits_for_its_start_epoch():
-    from fer_utils.recipes.baselines import PlateauFrom
     from fer_utils.train import Plateau
 
     flat = [1.0, 1.0, 1.0, 1.0]                 # no improvement at all: Plateau stops after patience + 1 epochs
     assert Plateau(patience=2).reached(flat)
-    assert not PlateauFrom(patience=2, start=5).reached(flat)
-    assert PlateauFrom(patience=2, start=5).reached(flat + [1.0])
+    assert not Plateau(patience=2, start=5).reached(flat)
+    assert Plateau(patience=2, start=5).reached(flat + [1.0])
     falling = [5.0, 4.0, 3.0, 2.0, 1.0, 0.5]    # still improving: neither rule stops
-    assert not PlateauFrom(patience=2, start=1).reached(falling)
+    assert not Plateau(patience=2, start=1).reached(falling)

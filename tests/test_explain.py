@@ -277,3 +277,21 @@ def test_guided_backprop_differs_from_the_gradient_exactly_where_it_applies():
     assert not explain.guided_backprop_applies(model, x)[0]
     torch.testing.assert_close(GuidedBackprop(model).attribute(x, target=[0, 1]),
                                Saliency(model).attribute(x, target=[0, 1], abs=False))
+
+
+def test_eval_mode_puts_back_each_submodules_own_mode():
+    """A child in eval mode under a training parent (a frozen backbone) comes back so, not switched to training."""
+    model = nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4), nn.Sequential(nn.Dropout(), nn.ReLU()),
+                          nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 3)).train()
+    model[1].eval()
+    model[2][0].eval()
+    before = [m.training for m in model.modules()]
+    with explain.eval_mode(model):
+        assert not any(m.training for m in model.modules())
+    assert [m.training for m in model.modules()] == before
+    explain.grad_cam(model, torch.rand(2, 1, 8, 8), [0, 1], model[0])
+    assert [m.training for m in model.modules()] == before
+    with pytest.raises(RuntimeError), explain.eval_mode(model):
+        raise RuntimeError("an error inside the block")
+    assert [m.training for m in model.modules()] == before
+

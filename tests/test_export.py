@@ -305,6 +305,22 @@ def test_latency_is_a_median_over_the_timed_calls_and_restores_the_mode(monkeypa
         export_module.latency_ms(model, torch.zeros(1, 4), repeats=0)
 
 
+
+def test_latency_probabilities_and_export_put_back_each_submodules_own_mode(tmp_path):
+    """A child in eval mode under a training parent comes back so (not switched to the parent's mode)."""
+    from fer_utils.export import latency_ms
+
+    nn = torch.nn
+    model = nn.Sequential(nn.Linear(4, 8), nn.BatchNorm1d(8), nn.Dropout(), nn.Linear(8, 3)).train()
+    model[1].eval()
+    before = [m.training for m in model.modules()]
+    latency_ms(model, torch.zeros(2, 4), repeats=1, warmup=0)
+    assert [m.training for m in model.modules()] == before
+    probabilities(model, [torch.zeros(2, 4)])
+    assert [m.training for m in model.modules()] == before
+    export_onnx(model, torch.zeros(2, 4), tmp_path / "m.onnx", exporter="torchscript")
+    assert [m.training for m in model.modules()] == before
+
 if __name__ == "__main__":
     if sys.argv[1:] != ["--regenerate"]:
         raise SystemExit("usage: python tests/test_export.py --regenerate")

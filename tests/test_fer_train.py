@@ -186,6 +186,18 @@ def test_seed_sets_the_data_order():
     assert order(4) != order(5)
 
 
+def test_epoch_sums_skip_tensor_logs_such_as_scns_logits():
+    """Logs are summed as fit's history sums them (fer_utils.train.LossSums): numbers only, so SCN's loss step,
+    which also logs its logits and attention weights, no longer fails float() on a tensor."""
+    ctx = train_loop.Context(rank=0, world=1, local_rank=0, device=torch.device("cpu"), amp_dtype=None, workers=0)
+    sums = train_loop.Sums()
+    logs = {"ce": 1.0, "rr": 0.5, "logits": torch.zeros(2, 7), "alpha": torch.ones(2, 1)}
+    sums.add(2.0, logs, torch.eye(7)[:2] * 5, torch.tensor([0, 1]))
+    sums.add(5.0, {"ce": 4.0, "rr": 0.5}, torch.eye(7)[:1] * 5, torch.tensor([3]))
+    assert sums.mean_loss() == 3.0
+    assert sums.reduce(ctx, "train") == {"train_log_ce": 2.0, "train_log_rr": 0.5, "train_loss": 3.0,
+                                         "train_accuracy": 2 / 3, "train_images": 3}
+
 def test_pickled_checkpoint_is_refused(env, tmp_path):
     bad = tmp_path / "pickled.pt"
     torch.save({"format": ckpt.FORMAT, "epoch": 1, "model": torch.nn.Linear(2, 2)}, bad)

@@ -235,6 +235,17 @@ def test_class_balanced_sampler_draws_classes_equally_and_is_seeded():
         train_loop.ClassBalancedSampler(torch.tensor([], dtype=torch.long))
 
 
+def test_balanced_sampler_draws_as_fer_train_for_one_process():
+    """The same weights (one function) and the same torch.multinomial draws: with fer-train's generator for
+    (seed, epoch), poster.balanced_sampler gives ClassBalancedSampler's order exactly."""
+    import numpy as np
+
+    fer_train = train_loop.ClassBalancedSampler(IMBALANCED, seed=7)
+    fer_train.set_epoch(2)
+    state = np.random.SeedSequence([7, 2]).generate_state(1, dtype=np.uint64)[0]
+    mine = poster.balanced_sampler(IMBALANCED, torch.Generator().manual_seed(int(state >> np.uint64(1))))
+    assert list(mine) == list(fer_train)
+
 def _loaders(recipe, samples, target="label"):
     ctx = train_loop.Context(rank=0, world=1, local_rank=0, device=torch.device("cpu"), amp_dtype=None, workers=0)
     steps = train_loop.Steps("poster", poster.loss_step, poster.train_transform, target)

@@ -28,7 +28,7 @@ from tqdm import tqdm
 
 from fer_utils.cli import checkpoint as ckpt
 from fer_utils.models import logits_of
-from fer_utils.train import split_loss, train_step
+from fer_utils.train import LossSums, class_balanced_weights, split_loss, train_step
 
 
 class FerTrainError(ValueError):
@@ -136,30 +136,30 @@ def to_device(x: torch.Tensor, y: torch.Tensor, ctx: Context, channels_last: boo
 
 
 class Sums:
-    """Sample-weighted sums of the epoch's loss, the recipe's logs and the correct predictions,
-    reduced over ranks. Logs (``loss_step``'s dict) appear as ``<prefix>_log_<key>``."""
+    """Sample-weighted sums of the epoch's loss and the recipe's logs (:class:`fer_utils.train.LossSums`, the
+    history's sums) and the correct predictions C, reduced over ranks: each sum S, and C, over N samples of all
+    ranks -> ``S / N``. Logs (``loss_step``'s dict, ints and floats) appear as ``<prefix>_log_<key>``."""
 
     def __init__(self) -> None:
-        self.values: dict[str, float] = {"loss": 0.0, "correct": 0.0, "count": 0.0}
-        self.has_accuracy = True
+        self.losses = LossSums("loss", "log_")
+        self.correct, self.has_accuracy = 0.0, True
 
     def add(self, loss: float, logs: dict, output: Any, y: torch.Tensor) -> None:
-        n = len(y)
-        self.values["loss"] += loss * n
-        self.values["count"] += n
-        for key, value in logs.items():
-            if key == "loss":  # the loss itself, summed above
-                continue
-            self.values[f"log_{key}"] = self.values.get(f"log_{key}", 0.0) + float(value) * n
+        self.losses.add(loss, logs, len(y))
         logits = logits_of(output) if not y.is_floating_point() else None
         if logits is not None and logits.ndim == 2:
-            self.values["correct"] += float((logits.argmax(1) == y).sum())
+            self.correct += float((logits.argmax(1) == y).sum())
         else:
             self.has_accuracy = False
 
+    def mean_loss(self) -> float:
+        """This rank's mean loss so far (the progress bar's)."""
+        return self.losses.sums["loss"] / self.losses.count
+
     def reduce(self, ctx: Context, prefix: str) -> dict[str, float]:
-        keys = sorted(self.values)
-        totals = torch.tensor([self.values[k] for k in keys], dtype=torch.float64, device=ctx.device)
+        values = {**self.losses.sums, "correct": self.correct, "count": float(self.losses.count)}
+        keys = sorted(values)
+        totals = torch.tensor([values[k] for k in keys], dtype=torch.float64, device=ctx.device)
         if ctx.world > 1:
             dist.all_reduce(totals)
         t = dict(zip(keys, totals.tolist()))
@@ -185,7 +185,7 @@ def train_epoch(net: nn.Module, loader: DataLoader, steps: Steps, recipe: Any, o
                                  scaler=scaler, amp_dtype=ctx.amp_dtype, device_type=ctx.device.type,
                                  where=f"at epoch {epoch}, step {step} on rank {ctx.rank}")
         sums.add(value, logs, recorder.output, y)
-        bar.set_postfix(loss=f"{sums.values['loss'] / sums.values['count']:.4f}", refresh=False)
+        bar.set_postfix(loss=f"{sums.mean_loss():.4f}", refresh=False)
     bar.close()
     return sums.reduce(ctx, "train")
 
@@ -272,8 +272,9 @@ SAMPLINGS = ("shuffle", "class_balanced")
 class ClassBalancedSampler(Sampler[int]):
     """Class-balanced draws with replacement, split over ranks as a ``DistributedSampler`` splits its order.
 
-    Sample i (label y_i) has the weight ``w_i = 1 / n_{y_i}``, n_c being the number of training samples of
-    class c, so each draw picks every present class with probability 1 / C. An epoch draws
+    Sample i (label y_i) has the weight ``w_i = 1 / n_{y_i}`` (:func:`fer_utils.train.class_balanced_weights`), n_c
+    being the number of training samples of class c, so each draw picks every present class with probability
+    1 / C. An epoch draws
     ``total = ceil(N / world) * world`` indices (N = ``len(labels)``; total = N for one process) with
     ``WeightedRandomSampler(w, total, replacement=True)`` (``torch.multinomial``), its generator seeded by
     ``(seed, epoch)``: every rank draws the same global order and keeps the positions ``rank::world``, so one
@@ -287,12 +288,9 @@ class ClassBalancedSampler(Sampler[int]):
 
     def __init__(self, labels: Sequence[int] | torch.Tensor, num_replicas: int = 1, rank: int = 0,
                  seed: int = 0) -> None:
-        labels = torch.as_tensor(labels, dtype=torch.long)
-        if labels.ndim != 1 or not len(labels) or int(labels.min()) < 0:
-            raise ValueError("ClassBalancedSampler needs a non-empty 1-d sequence of class indices >= 0")
-        self.weights = 1.0 / torch.bincount(labels)[labels].double()
+        self.weights = class_balanced_weights(labels)
         self.num_replicas, self.rank, self.seed, self.epoch = num_replicas, rank, seed, 0
-        self.num_samples = math.ceil(len(labels) / num_replicas)      # per rank
+        self.num_samples = math.ceil(len(self.weights) / num_replicas)      # per rank
         self.total_size = self.num_samples * num_replicas
 
     def set_epoch(self, epoch: int) -> None:

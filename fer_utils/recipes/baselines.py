@@ -41,17 +41,6 @@ COURSE = replace(FULL, name="course", epochs=30, batch_size=32, lr=2e-3, widths=
 SMOKE = replace(COURSE, name="smoke", epochs=8, patience=2, epoch_faces=240)
 
 
-@dataclass(frozen=True)
-class PlateauFrom(Plateau):
-    """:class:`fer_utils.train.Plateau` checked only from epoch ``start`` on: with values v_1..v_e, plateaued when
-    e >= start, e > patience and min(v_{e-patience+1..e}) > min(v_1..v_{e-patience}) - tolerance."""
-
-    start: int = 1
-
-    def reached(self, values) -> bool:
-        return len(values) >= self.start and super().reached(values)
-
-
 def build_model(recipe: BaselineRecipe) -> SmallKernelCNN:
     """The small-kernel GAP CNN at the recipe's widths."""
     return SmallKernelCNN(recipe.num_classes, recipe.channels, recipe.widths, input_size=recipe.input_size)
@@ -77,7 +66,7 @@ def train_to_plateau(model: nn.Module, train: tuple[torch.Tensor, torch.Tensor],
 
     An epoch draws max(N, ``recipe.epoch_faces``) of the N training faces, in a seeded order (whole shuffled
     passes, so a small set is seen several times per epoch and validated as often as a large one); the rule
-    is checked from ``recipe.start_epoch`` on (:class:`PlateauFrom`). Returns :func:`fer_utils.train.fit`'s history (per epoch
+    is checked from ``recipe.start_epoch`` on (``Plateau``'s ``start``). Returns :func:`fer_utils.train.fit`'s history (per epoch
     ``train_loss``, ``val_loss``, ``val_accuracy``; ``epochs_run`` and ``plateaued``). Convolutions run in
     channels_last (the same numbers up to rounding; max-pooling is many times faster on CPUs).
     """
@@ -87,7 +76,7 @@ def train_to_plateau(model: nn.Module, train: tuple[torch.Tensor, torch.Tensor],
     train_loader = DataLoader(faces, batch_size=recipe.batch_size, sampler=sampler)
     val_loader = DataLoader(TensorDataset(*val), batch_size=256)
     optimizer, scheduler = make_optimizer(model, recipe)
-    stop = PlateauFrom(patience=recipe.patience, tolerance=1e-3, monitor="val_loss", start=recipe.start_epoch)
+    stop = Plateau(patience=recipe.patience, tolerance=1e-3, monitor="val_loss", start=recipe.start_epoch)
     return fit(model, train_loader, recipe.epochs, optimizer, loss_fn=cross_entropy, val_loader=val_loader,
                scheduler=scheduler, progress=progress, channels_last=True, stop=stop)
 

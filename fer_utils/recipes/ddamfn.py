@@ -290,18 +290,6 @@ def course_resnet18(num_classes: int = 7, width: int = 16) -> nn.Module:
     return model
 
 
-@dataclass(frozen=True)
-class PlateauAfter(Plateau):
-    """:class:`fer_utils.train.Plateau` that can hold only from epoch ``start`` on (ours). With Adam at 3e-3 the
-    validation loss of a fresh network jumps in its first epochs, before the learning-rate step; the plain rule
-    can stop a run there, at an early best it would have passed once the learning rate drops."""
-
-    start: int = 1
-
-    def reached(self, values) -> bool:
-        return len(values) >= self.start and super().reached(values)
-
-
 #: The named course-scale variants of the backbone comparison (all at the course network's 64x64 input).
 VARIANTS = ("ddamfn", "mfn", "mobilefacenet", "resnet18", "lenet")
 
@@ -335,11 +323,14 @@ def variant_loss(attention_weight: float = ATTENTION_WEIGHT):
     return loss_fn
 
 
-def train_variant(model: nn.Module, train: tuple, val: tuple, recipe: DDAMFNRecipe, seed: int, stop=None,
-                  attention_weight: float = ATTENTION_WEIGHT, progress: bool = False, desc: str = "training") -> dict:
+def train_variant(model: nn.Module, train: tuple, val: tuple, recipe: DDAMFNRecipe, seed: int,
+                  stop: Plateau | None = None, attention_weight: float = ATTENTION_WEIGHT, progress: bool = False,
+                  desc: str = "training") -> dict:
     """``model`` on ``train`` = (uint8 images (N, 3, S, S), labels) with the authors' augmentation, the
     recipe's optimiser, schedule, batch and epoch cap, validated on ``val`` (resized + normalised only) after
-    every epoch; ``stop``: a :class:`fer_utils.train.Plateau`. Returns :func:`fer_utils.train.fit`'s history."""
+    every epoch; ``stop``: a :class:`fer_utils.train.Plateau` (notebook 05 passes ``start`` = the epoch after the
+    learning-rate step: before it, a fresh network's validation loss still jumps with Adam at 3e-3).
+    Returns :func:`fer_utils.train.fit`'s history."""
     torch.manual_seed(seed)
     eval_tf = eval_transform(recipe.input_size, normalize="imagenet")
     train_loader = DataLoader(TensorFaces(*train, rafdb_train_transform(recipe.input_size)),

@@ -38,6 +38,7 @@ from torchvision.transforms import v2
 from fer_utils.data.convention import IMAGENET_MEAN, IMAGENET_STD
 from fer_utils.models.poster import PosterCourse, PosterV2, load_authors_state_dict
 from fer_utils.recipes import Recipe
+from fer_utils.train import class_balanced_weights
 
 
 # ----------------------------------------------------------------------------------------------
@@ -329,7 +330,7 @@ def balanced_sampler(labels: torch.Tensor, generator: torch.Generator | None = N
     """Class-balanced sampling as the ``torchsampler`` ImbalancedDatasetSampler the authors import (main.py:21,
     118-125; version 0.1.1, vendored in V1): sample i has weight ``1 / n_{y_i}`` (its class count), and an epoch
     draws ``len(labels)`` indices with replacement (``torch.multinomial``): every class is expected equally often.
-    For one process, fer-train's :class:`~fer_utils.cli.train_loop.ClassBalancedSampler` draws the same."""
-    labels = torch.as_tensor(labels, dtype=torch.long)
-    weights = 1.0 / torch.bincount(labels)[labels].double()
-    return WeightedRandomSampler(weights, len(labels), replacement=True, generator=generator)
+    For one process, fer-train's :class:`~fer_utils.cli.train_loop.ClassBalancedSampler` draws the same; both
+    take the weights from :func:`fer_utils.train.class_balanced_weights`."""
+    weights = class_balanced_weights(labels)
+    return WeightedRandomSampler(weights, len(weights), replacement=True, generator=generator)
