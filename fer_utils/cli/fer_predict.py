@@ -171,40 +171,49 @@ def face_rows(frame, found: list[F.Face], probs: np.ndarray, extras: np.ndarray,
 
 
 @dataclass
+class FaceFinder:
+    """The faces of each frame, as fer-predict finds them: an image's whole frame is always searched; in a
+    video, the whole frame every ``redetect``-th frame and whenever the search around the previous frame's faces
+    (:func:`fer_utils.faces.detect_near`) finds none, otherwise only around them."""
+
+    detector: str = "haar"
+    detect_kwargs: dict = field(default_factory=dict)
+    redetect: int = REDETECT
+    full_searches: int = 0                       # frames whose whole frame was searched
+    _last: list[F.Face] = field(default_factory=list)
+    _since_full: int = 0
+
+    def __call__(self, image: np.ndarray, video: bool = True) -> list[F.Face]:
+        """All faces of ``image``, largest first."""
+        near = video and self._last and self._since_full < self.redetect - 1
+        found = F.detect_near(image, [f.box for f in self._last], self.detector, **self.detect_kwargs) \
+            if near else []
+        if found:
+            self._since_full += 1
+        else:
+            found = F.detect(image, self.detector, **self.detect_kwargs)
+            self._since_full = 0
+            self.full_searches += 1
+        self._last = found if video else []
+        return found
+
+
+@dataclass
 class Run:
     """One fer-predict run's settings and outputs while frames go through :meth:`step`."""
 
     predictor: Predictor
     source: Source
-    detector: str
-    detect_kwargs: dict
+    finder: FaceFinder
     writer: RowWriter
     tracker: Tracker
     annotator: Annotator | None = None
-    redetect: int = 1
     summary: Summary = field(default_factory=Summary)
     timeline: list[tuple[float, np.ndarray]] = field(default_factory=list)
-    _last: list[F.Face] = field(default_factory=list)
-    _since_full: int = 0
-
-    def faces(self, frame) -> list[F.Face]:
-        """The frame's faces: the whole frame is searched for images, every ``redetect``-th video frame and
-        whenever the search around the previous frame's faces (:func:`fer_utils.faces.detect_near`) finds none."""
-        near = self.source.kind == "video" and self._last and self._since_full < self.redetect - 1
-        found = F.detect_near(frame.image, [f.box for f in self._last], self.detector, **self.detect_kwargs) \
-            if near else []
-        if found:
-            self._since_full += 1
-        else:
-            found = F.detect(frame.image, self.detector, **self.detect_kwargs)
-            self._since_full = 0
-            self.summary.full_searches += 1
-        self._last = found
-        return found
 
     def step(self, frame) -> None:
         """Detect, classify, smooth, write and draw one frame."""
-        found = self.faces(frame)
+        found = self.finder(frame.image, video=self.source.kind == "video")
         probs, extras = self.predictor.predict(frame.image, found)
         if self.source.kind == "video":
             ids = self.tracker.assign([f.box for f in found])
@@ -263,8 +272,8 @@ def predict(args: argparse.Namespace) -> Summary:
 
         predictor = onnx_predictor(predictor, int8=args.engine == "onnx-int8", threads=args.threads)
     columns = csv_columns(source.kind, predictor.class_names, predictor.extra_columns)
-    run = Run(predictor, source, args.detector, _detect_kwargs(args.detector, args.min_face),
-              RowWriter(args.out, columns), Tracker(tau=args.smooth or 0.0), redetect=args.redetect)
+    run = Run(predictor, source, FaceFinder(args.detector, _detect_kwargs(args.detector, args.min_face), args.redetect),
+              RowWriter(args.out, columns), Tracker(tau=args.smooth or 0.0))
     if args.annotate:
         run.annotator = Annotator(args.annotate, source.fps or (25.0 if source.kind == "video" else 2.0))
     start = time.perf_counter()
@@ -277,6 +286,7 @@ def predict(args: argparse.Namespace) -> Summary:
             run.annotator.close()
     run.summary.seconds = time.perf_counter() - start
     run.summary.rows, run.summary.skipped = run.writer.count, list(source.skipped)
+    run.summary.full_searches = run.finder.full_searches
     run.summary.notes = _notes(predictor, args.detector, source)
     if args.plot and run.timeline:
         times, probs = np.array([t for t, _ in run.timeline]), np.stack([p for _, p in run.timeline])
