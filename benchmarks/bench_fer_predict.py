@@ -11,7 +11,7 @@ model alone per engine (one face crop per frame) on the first ``--parts-frames``
 (``time.process_time``) seconds are both recorded: on a loaded machine the CPU time is close to a quiet
 machine's wall time. Writes ``benchmarks/results/bench_fer_predict.json``.
 
-    python benchmarks/bench_fer_predict.py [--threads 1] [--parts-frames 60]   (about 4 minutes)
+    python benchmarks/bench_fer_predict.py [--threads 1] [--parts-frames 60]   (about 3 minutes)
 """
 from __future__ import annotations
 

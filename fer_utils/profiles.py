@@ -207,20 +207,22 @@ SETTINGS: dict[str, dict[str, dict[str, Any]]] = {
                      pretrain=dict(n=4000, epochs=10, n_heldout=400), n_attention=500),
     },
     # 11: from notebook to product. frames: the video's first frames processed (None: all); min_face: the detector's
-    # smallest face in pixels; segment_s: the agreement segments; n / n_identities / size / width / lr / epochs (cap) /
-    # patience: each seed's SynthFaces pool and course model; batch / repeats: the latency table's batch and timed
-    # calls; parity_faces: video crops of the parity check; workers: grid processes (None: every core); rerun: the
-    # claims repeated with two threads ("decided" or "all").
+    # smallest face in pixels; segment_s: the agreement segments; select_n / select_identities: the fresh faces every
+    # cached candidate is scored on; use_zoo: read the model cache (smoke never does: it ships a stand-in);
+    # n / n_identities / lr / train_batch / epochs (cap) / patience: each seed's SynthFaces pool and the training of
+    # the shipped architecture; batch / repeats: the latency table's batch and timed calls; parity_faces: video crops
+    # of the parity check; workers: grid processes (None: every core); rerun: the claims repeated with two threads
+    # ("decided" or "all").
     "11_product": {
-        "smoke": dict(frames=40, min_face=120, segment_s=0.5, n=900, n_identities=60, size=48, width=8, lr=3e-3,
-                      epochs=8, patience=3, seeds=(0, 1), batch=16, repeats=3, parity_faces=16, workers=1,
-                      rerun="decided"),
-        "course": dict(frames=None, min_face=120, segment_s=1.0, n=2000, n_identities=130, size=48, width=8, lr=1e-3,
-                       epochs=20, patience=3, seeds=tuple(range(6)), batch=32, repeats=10, parity_faces=64,
-                       workers=None, rerun="decided"),
-        "full": dict(frames=None, min_face=120, segment_s=1.0, n=8000, n_identities=500, size=48, width=16, lr=1e-3,
-                     epochs=40, patience=5, seeds=tuple(range(10)), batch=32, repeats=30, parity_faces=200,
-                     workers=None, rerun="all"),
+        "smoke": dict(frames=40, min_face=120, segment_s=0.5, select_n=300, select_identities=20, use_zoo=False,
+                      n=900, n_identities=60, lr=2e-3, train_batch=32, epochs=8, patience=2, seeds=(0, 1), batch=16,
+                      repeats=3, parity_faces=16, workers=1, rerun="decided"),
+        "course": dict(frames=None, min_face=120, segment_s=1.0, select_n=1200, select_identities=80, use_zoo=True,
+                       n=2000, n_identities=130, lr=2e-3, train_batch=32, epochs=20, patience=3, seeds=tuple(range(6)),
+                       batch=32, repeats=10, parity_faces=64, workers=None, rerun="decided"),
+        "full": dict(frames=None, min_face=120, segment_s=1.0, select_n=4000, select_identities=260, use_zoo=True,
+                     n=8000, n_identities=500, lr=1e-3, train_batch=64, epochs=40, patience=5, seeds=tuple(range(10)),
+                     batch=32, repeats=30, parity_faces=200, workers=None, rerun="all"),
     },
 }
 

@@ -40,7 +40,8 @@ def test_the_key_changes_with_the_configuration_and_the_setup():
 
 def test_a_second_call_reads_the_cache(pretrained):
     folder, state, info = pretrained
-    assert info["cached"] is False and [p.name for p in folder.iterdir()] == [f"landmarks_{info['key']}.pt"]
+    threads = torch.get_num_threads()
+    assert info["cached"] is False and [p.name for p in folder.iterdir()] == [f"landmarks_{info['key']}_t{threads}.pt"]
     assert len(info["train_loss"]) == SETUP.epochs
     again, cached = pp.pretrained_landmarks(RECIPE, SETUP, cache_dir=folder, progress=False)
     assert cached["cached"] is True
@@ -124,3 +125,23 @@ def test_batch_statistics_false_keeps_the_stream_in_eval_mode(pretrained):
     assert all(torch.equal(model.state_dict()[k], before[k]) for k in before if k.startswith("face_landback."))
     with pytest.raises(ValueError, match="no landmark stream"):
         pp.load_landmark_stream(poster.build_model(replace(RECIPE, mode="image_only")), state)
+
+
+def test_the_cache_never_gives_a_state_trained_with_another_thread_count(tmp_path):
+    from fer_utils.recipes import cached_pretraining
+
+    calls = []
+
+    def train():
+        calls.append(torch.get_num_threads())
+        return {"w": torch.full((2,), float(len(calls)))}, {"n": len(calls)}
+
+    before = torch.get_num_threads()
+    try:
+        for threads, cached in ((1, False), (1, True), (2, False), (2, True)):
+            torch.set_num_threads(threads)
+            state, info = cached_pretraining(tmp_path / "net_key.pt", train)
+            assert info["cached"] is cached and state["w"][0] == (1.0 if threads == 1 else 2.0)
+    finally:
+        torch.set_num_threads(before)
+    assert calls == [1, 2] and sorted(p.name for p in tmp_path.iterdir()) == ["net_key_t1.pt", "net_key_t2.pt"]

@@ -58,7 +58,12 @@ def get(name: str) -> ModuleType:
 def cached_pretraining(path: Path, train: Callable[[], tuple[dict, dict]], field: str = "state") -> tuple[dict, dict]:
     """A pre-trained state dict and its info, read from ``path`` when it exists (``info["cached"]`` True), else
     ``train()``'s (state, info), saved to ``path`` first (``info["cached"]`` False). The file holds the state
-    under ``field`` and the info as JSON; the caller's ``path`` carries the key that says what was trained."""
+    under ``field`` and the info as JSON; the caller's ``path`` carries the key that says what was trained.
+
+    The torch thread count is added to the file name (``<stem>_t<threads>``): another count sums in another
+    order, so a run with one thread never reads a state trained with two (``make threads-check``) and the same
+    command gives the same numbers whichever run filled the cache first."""
+    path = path.with_name(f"{path.stem}_t{torch.get_num_threads()}{path.suffix}")
     if path.is_file():
         saved = torch.load(path, map_location="cpu", weights_only=True)
         return saved[field], {**json.loads(saved["info"]), "cached": True}
