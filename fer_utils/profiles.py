@@ -98,21 +98,26 @@ SETTINGS: dict[str, dict[str, dict[str, Any]]] = {
                      rerun="all"),
     },
     # 04: difficulty / n / n_identities: the model of sections 6-8; seeds: the paired seeds of the experiments (section 9),
-    # each rendering grid_n faces of grid_identities people (split by identity into train / val / test); rates: the
+    # each rendering grid_n faces of grid_identities people (split by identity into train / val) and, apart, its test
+    # faces: grid_test_n faces of grid_test_identities other people (a CCC over a hundred faces would move by about
+    # +/-0.1 with the faces alone, hiding the effects the grid is after); rates: the
     # shares of training faces that keep their valence-arousal label (the doses); cap1 / cap2: the epoch caps of stage 1
     # / stage 2 (one-stage: cap1 + cap2), patience: the plateau rule on the validation loss; va_mode / va_spread:
     # valence-arousal that varies within a class (fer_utils.data.va); workers: run_grid's processes (None: every core).
     "04_two_level_attention": {
         "smoke": dict(difficulty="lab", n=300, n_identities=20, batch=R.batch_size, lr=R.lr, stage1_epochs=R.epochs,
-                      stage2_epochs=R.stage2_epochs, n_inspect=48, seeds=(0, 1), grid_n=120, grid_identities=20,
+                      stage2_epochs=R.stage2_epochs, n_inspect=48, seeds=(0, 1), grid_n=100, grid_identities=16,
+                      grid_test_n=60, grid_test_identities=10,
                       rates=(0.2, 1.0), cap1=2, cap2=2, patience=1, va_mode="free", va_spread=0.3, workers=1),
         "course": dict(difficulty="lab", n=600, n_identities=60, batch=R.batch_size, lr=R.lr,
-                       stage1_epochs=R.epochs, stage2_epochs=R.stage2_epochs, n_inspect=256, seeds=tuple(range(5)),
-                       grid_n=500, grid_identities=50, rates=(0.05, 0.2, 1.0), cap1=12, cap2=12, patience=3,
+                       stage1_epochs=R.epochs, stage2_epochs=R.stage2_epochs, n_inspect=256, seeds=tuple(range(8)),
+                       grid_n=400, grid_identities=40, grid_test_n=800, grid_test_identities=80,
+                       rates=(0.05, 0.2, 1.0), cap1=12, cap2=12, patience=3,
                        va_mode="free", va_spread=0.3, workers=None),
         "full": dict(difficulty="medium", n=30000, n_identities=1500, batch=R.batch_size, lr=R.lr,
                      stage1_epochs=R.epochs, stage2_epochs=R.stage2_epochs, n_inspect=512, seeds=tuple(range(10)),
-                     grid_n=6000, grid_identities=300, rates=(0.05, 0.2, 1.0), cap1=40, cap2=40, patience=5,
+                     grid_n=4800, grid_identities=240, grid_test_n=3000, grid_test_identities=300,
+                     rates=(0.05, 0.2, 1.0), cap1=40, cap2=40, patience=5,
                      va_mode="free", va_spread=0.3, workers=None),
     },
     "05_ddamfn": {
@@ -129,25 +134,31 @@ SETTINGS: dict[str, dict[str, dict[str, Any]]] = {
                      pretrain=dict(n=30000, n_identities=1500, epochs=10), grid_n=12000, grid_identities=600,
                      epoch_cap=40, patience=5, scored=200, workers=None),
     },
-    # 06: n_identities / per_class: the people and clips each seed renders (split by identity 3:1:1 into train, val,
-    # test); doses: resting-face strengths of the frames claim (main_dose: where the other arms run); ablation_arms:
-    # the arms run at main_dose besides reference and static; workers: run_grid's processes (None: every core).
+    # 06: n_identities / per_class: the people and clips of the main model (split by identity 3:1:1 into train, val,
+    # test); grid_identities: the people each seed of the experiments renders (one in four validates, the others
+    # train), test_identities: its test people, rendered apart (with a few test people each seed's accuracy moves
+    # with who they are); doses: resting-face strengths of the frames claim (main_dose: where the other arms run);
+    # ablation_arms: the arms run at main_dose besides reference and static; workers: run_grid's processes (None: every
+    # core).
     "06_mgln": {
         "smoke": dict(difficulty="medium", n_identities=10, per_class=1, render_size=96, seeds=(0, 1),
-                      doses=(0.0, 1.0), main_dose=1.0, ablation_arms=("plain",), patience=2, workers=1),
+                      grid_identities=8, test_identities=4, doses=(0.0, 1.0), main_dose=1.0, ablation_arms=("plain",),
+                      patience=2, workers=1),
         "course": dict(difficulty="medium", n_identities=20, per_class=2, render_size=96, seeds=tuple(range(6)),
-                       doses=(0.0, 1.0), main_dose=1.0, ablation_arms=("dcn", "plain", "scratch"), patience=2,
-                       workers=None),
+                       grid_identities=16, test_identities=10, doses=(0.0, 1.0), main_dose=1.0,
+                       ablation_arms=("dcn", "plain", "scratch"), patience=2, workers=None),
         "full": dict(difficulty="medium", n_identities=60, per_class=3, render_size=128, seeds=tuple(range(10)),
-                     doses=(0.0, 0.5, 1.0), main_dose=1.0, ablation_arms=("dcn", "plain", "scratch"), patience=5,
+                     grid_identities=48, test_identities=60, doses=(0.0, 0.5, 1.0), main_dose=1.0,
+                     ablation_arms=("dcn", "plain", "scratch"), patience=5,
                      workers=None),
     },
-    "07_abaw": {  # clips per split and frames per clip; rates: shares of videos whose labels are hidden per task
+    "07_abaw": {  # clips per split (n_test: many, so that each seed's scores move little with the test clips drawn) and
+        # frames per clip; rates: shares of videos whose labels are hidden per task
         # (multi-task vs single-task at each); mt_rates: where the mean teacher and the streaming heads are compared;
         # epochs: the cap, patience: the plateau rule; workers: grid processes (None: every core)
         "smoke": dict(n_export=6, length=16, n_train=16, n_val=8, n_test=8, n_pretrain=600, pretrain_epochs=1,
                       epochs=3, patience=1, rates=(0.8,), mt_rates=(0.8,), seeds=(0, 1), workers=1),
-        "course": dict(n_export=6, length=16, n_train=80, n_val=20, n_test=40, n_pretrain=3000, pretrain_epochs=2,
+        "course": dict(n_export=6, length=16, n_train=80, n_val=20, n_test=160, n_pretrain=3000, pretrain_epochs=2,
                        epochs=12, patience=3, rates=(0.5, 0.8, 0.95), mt_rates=(0.8, 0.95), seeds=tuple(range(6)),
                        workers=None),
         "full": dict(n_export=6, length=16, n_train=400, n_val=80, n_test=160, n_pretrain=20000, pretrain_epochs=5,
