@@ -167,12 +167,13 @@ SETTINGS: dict[str, dict[str, dict[str, Any]]] = {
     },
     # 08: "scn"/"ran" name the recipe (fer_utils/recipes/scn.py, ran.py) each profile trains with (their epochs are
     # the epoch caps); seeds / ran_seeds: the paired seeds of the SCN and RAN grids (RAN's runs are cheaper, so it
-    # gets more); workers: processes for the experiment grids (None: every core).
+    # gets more); test_faces: RAN's test faces per seed (the pool's held-out people, then more people rendered apart);
+    # workers: processes for the experiment grids (None: every core).
     "08_scn_ran": {
         "smoke": dict(scn_n=800, ran_n=800, test_faces=40, seeds=(0, 1), rates=(0.0, 0.3), ablation_arms=("scn_low",),
                       ambiguity=0.3, amb_flip=0.2, train_yaw=40.0, yaws=(20.0, 40.0), ran_difficulty="medium",
                       ran_seeds=(0, 1), patience=3, workers=1, scn="SMOKE", ran="SMOKE"),
-        "course": dict(scn_n=1500, ran_n=1000, test_faces=150, seeds=tuple(range(8)), rates=(0.0, 0.1, 0.2, 0.3),
+        "course": dict(scn_n=1500, ran_n=1000, test_faces=600, seeds=tuple(range(8)), rates=(0.0, 0.1, 0.2, 0.3),
                        ablation_arms=("scn_low",), ambiguity=0.3, amb_flip=0.2, train_yaw=40.0, yaws=(20.0, 40.0),
                        ran_difficulty="medium", ran_seeds=tuple(range(8)), patience=5, workers=None, scn="COURSE",
                        ran="COURSE"),
