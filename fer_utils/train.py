@@ -266,7 +266,8 @@ def fit(model: nn.Module, train_loader: Iterable | Callable[[int], Iterable], ep
         progress: bool = True, channels_last: bool = False, desc: str = "training", *,
         loss_step: LossStep | None = None, steps_per_epoch: int | None = None,
         on_step: Callable[[int, Any, float, dict], None] | None = None,
-        on_epoch: Callable[[int, dict], None] | None = None, stop: Plateau | None = None) -> dict[str, list]:
+        on_epoch: Callable[[int, dict], None] | None = None, stop: Plateau | None = None,
+        bn_loader: Iterable | None = None) -> dict[str, list]:
     """Train for ``epochs`` with :func:`train_step` and return the history, one entry per epoch:
     ``train_loss`` (sample-weighted mean), each float the loss step logs, ``train_accuracy`` when it
     logs logits and labels, ``val_loss`` / ``val_accuracy`` when ``val_loader`` is given.
@@ -276,7 +277,12 @@ def fit(model: nn.Module, train_loader: Iterable | Callable[[int], Iterable], ep
     ``loss_fn``. ``scheduler.step()`` runs after each epoch; ``on_step(step, batch, loss, logs)`` after
     each optimiser step (steps counted from 1 over the run), ``on_epoch(epoch, history)`` after each
     epoch's validation. ``stop``: a :class:`Plateau` rule checked after each epoch (``epochs`` is then the
-    cap); with it the history records ``epochs_run`` and ``plateaued`` (reached before the cap). ``channels_last`` moves the model and every 4-d input to that memory format
+    cap); with it the history records ``epochs_run`` and ``plateaued`` (reached before the cap). ``bn_loader``: batches
+    of training inputs (a tuple's first item is the input) over which every BatchNorm's running mean and variance are
+    recomputed after each epoch, before validation (precise BN, Wu & Johnson 2021, "Rethinking 'Batch' in
+    BatchNorm"; :func:`torch.optim.swa_utils.update_bn`): with few steps an epoch and fast-changing weights, the
+    running averages (momentum 0.1) lag the weights and a network can collapse to one class in eval mode while it
+    learns in train mode (measured in notebook 05). ``channels_last`` moves the model and every 4-d input to that memory format
     (the same numbers up to float rounding; faster convolutions on CPU). AMP (float16 autocast with a
     GradScaler) is used only on CUDA. One progress bar (``desc``) covers the whole run.
     """
@@ -309,6 +315,8 @@ def fit(model: nn.Module, train_loader: Iterable | Callable[[int], Iterable], ep
                 on_step(done, batch, value, logs)
             bar.update(1)
             bar.set_postfix(epoch=epoch, loss=f"{sums.sums['train_loss'] / max(sums.count, 1):.3f}", refresh=False)
+        if bn_loader is not None:
+            torch.optim.swa_utils.update_bn(bn_loader, model, device)
         _end_epoch(epoch, model, sums, history, scheduler, val_loader, loss_fn, device, channels_last, on_epoch, stop)
         if history.get("plateaued"):
             break

@@ -401,3 +401,27 @@ def test_train_variant_stops_at_a_plateau_and_adds_the_attention_loss_only_with_
     cross_entropy = F.cross_entropy(outputs.logits, labels[:2])
     assert torch.isclose(loss(outputs, labels[:2]), cross_entropy + 0.1 * attention_loss(outputs.heads))
     assert torch.isclose(rd.variant_loss(0.0)(outputs, labels[:2]), cross_entropy)
+
+
+def test_train_variant_precise_bn_leaves_the_statistics_of_the_training_faces_as_the_test_faces_see_them():
+    from dataclasses import replace
+
+    from torch.optim.swa_utils import update_bn
+
+    from fer_utils.data.transforms import eval_transform
+    from fer_utils.recipes import ddamfn as rd
+
+    torch.manual_seed(0)
+    images = torch.randint(0, 256, (40, 3, 64, 64), dtype=torch.uint8)
+    labels = torch.arange(40) % 7
+    recipe = replace(rd.COURSE, epochs=2, batch_size=8)
+    clean = torch.stack([eval_transform(64, normalize="imagenet")(x) for x in images[:32]])
+    first_bn = lambda model: next(m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d))
+    for precise in (True, False):
+        model = rd.build_variant("mfn")
+        rd.train_variant(model, (images[:32], labels[:32]), (images[32:], labels[32:]), recipe, seed=0,
+                         precise_bn=precise)
+        after = first_bn(model).running_mean.clone()
+        update_bn([clean], model)                     # the training faces' statistics, computed once more
+        same = torch.allclose(after, first_bn(model).running_mean, atol=1e-5)
+        assert same == precise, precise               # precise BN: already those; plain: a lagging running average

@@ -47,3 +47,41 @@ def test_class_balanced_weights_are_one_over_the_class_count():
     for bad in ([], [[0, 1]], [-1, 0]):
         with pytest.raises(ValueError, match="class indices"):
             class_balanced_weights(torch.tensor(bad, dtype=torch.long))
+
+
+def _bn_net() -> nn.Module:
+    return nn.Sequential(nn.BatchNorm1d(4), nn.Linear(4, 2))
+
+
+def test_bn_loader_recomputes_batchnorm_statistics_over_its_inputs_before_validation():
+    torch.manual_seed(0)
+    x, y = torch.randn(64, 4) * 3 + 5, torch.randint(0, 2, (64,))
+    train = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=16, shuffle=True)
+    clean = 2 * torch.randn(40, 4) - 1                              # the inputs whose statistics validation should use
+    seen = []
+
+    def on_epoch(epoch, history):                                 # runs after validation: the statistics it used
+        seen.append((model[0].running_mean.clone(), model[0].running_var.clone()))
+
+    model = _bn_net()
+    fit(model, train, 2, torch.optim.SGD(model.parameters(), lr=0.1), val_loader=train, progress=False,
+        on_epoch=on_epoch, bn_loader=[(clean[:20],), (clean[20:],)])
+    for mean, var in seen:                                        # equal batches: the population's statistics
+        torch.testing.assert_close(mean, clean.mean(0))
+        torch.testing.assert_close(var, clean.var(0), rtol=0.06, atol=0.0)   # update_bn: mean of unbiased batch variances
+    plain = _bn_net()
+    fit(plain, train, 2, torch.optim.SGD(plain.parameters(), lr=0.1), progress=False)
+    assert (plain[0].running_mean - clean.mean(0)).abs().max() > 1.0   # without it: the training batches' running average
+
+
+def test_bn_loader_leaves_a_network_without_batchnorm_unchanged():
+    torch.manual_seed(0)
+    x, y = torch.randn(32, 4), torch.randint(0, 2, (32,))
+    data = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=16)
+    histories = []
+    for bn_loader in (None, [x]):
+        torch.manual_seed(1)
+        model = nn.Linear(4, 2)
+        histories.append(fit(model, data, 2, torch.optim.SGD(model.parameters(), lr=0.1), val_loader=data,
+                             progress=False, bn_loader=bn_loader))
+    assert histories[0] == histories[1]

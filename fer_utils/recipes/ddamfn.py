@@ -325,22 +325,26 @@ def variant_loss(attention_weight: float = ATTENTION_WEIGHT):
 
 def train_variant(model: nn.Module, train: tuple, val: tuple, recipe: DDAMFNRecipe, seed: int,
                   stop: Plateau | None = None, attention_weight: float = ATTENTION_WEIGHT, progress: bool = False,
-                  desc: str = "training") -> dict:
+                  desc: str = "training", precise_bn: bool = False) -> dict:
     """``model`` on ``train`` = (uint8 images (N, 3, S, S), labels) with the authors' augmentation, the
     recipe's optimiser, schedule, batch and epoch cap, validated on ``val`` (resized + normalised only) after
     every epoch; ``stop``: a :class:`fer_utils.train.Plateau` (notebook 05 passes ``start`` = the epoch after the
     learning-rate step: before it, a fresh network's validation loss still jumps with Adam at 3e-3).
-    Returns :func:`fer_utils.train.fit`'s history."""
+    ``precise_bn``: recompute BatchNorm's statistics over the training faces (resized + normalised, as the test
+    faces) after every epoch, before validation (``fit``'s ``bn_loader``; notebook 05's grid). Returns :func:`fer_utils.train.fit`'s history."""
     torch.manual_seed(seed)
     eval_tf = eval_transform(recipe.input_size, normalize="imagenet")
     train_loader = DataLoader(TensorFaces(*train, rafdb_train_transform(recipe.input_size)),
                               batch_size=recipe.batch_size, shuffle=True, drop_last=len(train[1]) > recipe.batch_size,
                               generator=torch.Generator().manual_seed(seed))   # no batch of one for BatchNorm
     val_loader = DataLoader(TensorFaces(*val, eval_tf), batch_size=256)
+    # near-equal batches of at most 512 faces: update_bn averages the batches' statistics with equal weights
+    bn_batch = -(-len(train[1]) // -(-len(train[1]) // 512))
+    bn_loader = DataLoader(TensorFaces(*train, eval_tf), batch_size=bn_batch) if precise_bn else None
     optimizer, scheduler = make_optimizer(model, recipe)
     return fit(model, train_loader, recipe.epochs, optimizer, loss_fn=variant_loss(attention_weight),
                val_loader=val_loader, scheduler=scheduler, progress=progress, channels_last=True, desc=desc,
-               stop=stop)
+               stop=stop, bn_loader=bn_loader)
 
 
 def predict(model: nn.Module, images: torch.Tensor, input_size: int, batch_size: int = 256) -> torch.Tensor:
