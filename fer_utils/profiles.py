@@ -120,19 +120,24 @@ SETTINGS: dict[str, dict[str, dict[str, Any]]] = {
                      rates=(0.05, 0.2, 1.0), cap1=40, cap2=40, patience=5,
                      va_mode="free", va_spread=0.3, workers=None),
     },
+    # 05: grid_n / grid_identities: each seed's training and validation faces and people (split 3:1 by identity);
+    # grid_test_n / grid_test_identities: its test faces and people, rendered apart (experiments.held_out_seed);
+    # grid_batch: the grid's batch (course: half the recipe's, so that a few hundred faces give 16 steps an epoch).
     "05_ddamfn": {
         "smoke": dict(difficulty="lab", n=600, n_identities=40, folds=3, epochs=R.epochs, batch=R.batch_size,
                       config=R.config, optimizer=R.optimizer, lr=R.lr, seeds=(0, 1),
-                      pretrain=dict(n=400, n_identities=20, epochs=3), grid_n=300, grid_identities=30, epoch_cap=4,
-                      patience=2, scored=20, workers=1),
+                      pretrain=dict(n=400, n_identities=20, epochs=3), grid_n=300, grid_identities=30, grid_test_n=120,
+                      grid_test_identities=12, grid_batch=32, epoch_cap=4, patience=2, scored=20, workers=1),
         "course": dict(difficulty="medium", n=1200, n_identities=60, folds=3, epochs=R.epochs, batch=R.batch_size,
-                       config=R.config, optimizer=R.optimizer, lr=R.lr, seeds=(0, 1, 2, 3, 4),
+                       config=R.config, optimizer=R.optimizer, lr=R.lr, seeds=tuple(range(6)),
                        pretrain=dict(n=1200, n_identities=80, epochs=4), grid_n=700, grid_identities=35,
-                       epoch_cap=10, patience=3, scored=60, workers=None),
+                       grid_test_n=600, grid_test_identities=60, grid_batch=32, epoch_cap=10, patience=3, scored=60,
+                       workers=None),
         "full": dict(difficulty="medium", n=30000, n_identities=1500, folds=10, epochs=R.epochs, batch=R.batch_size,
                      config=R.config, optimizer=R.optimizer, lr=R.lr, seeds=tuple(range(10)),
                      pretrain=dict(n=30000, n_identities=1500, epochs=10), grid_n=12000, grid_identities=600,
-                     epoch_cap=40, patience=5, scored=200, workers=None),
+                     grid_test_n=3000, grid_test_identities=150, grid_batch=R.batch_size, epoch_cap=40, patience=5,
+                     scored=200, workers=None),
     },
     # 06: n_identities / per_class: the people and clips of the main model (split by identity 3:1:1 into train, val,
     # test); grid_identities: the people each seed of the experiments renders (one in four validates, the others

@@ -260,6 +260,13 @@ class _EpochSums(LossSums):
                 metrics.accuracy(np.concatenate(self.labels), np.concatenate(self.predicted)))
 
 
+def equal_batch_size(n: int, most: int = 512) -> int:
+    """The batch size that cuts ``n`` items into ceil(n / most) batches of near-equal size (at most ``most``): for
+    ``fit``'s ``bn_loader``, since ``update_bn`` averages the batches' statistics with equal weights (a last batch
+    of a few items would weigh as much as a full one)."""
+    return -(-n // -(-n // most)) if n > 0 else 1
+
+
 def fit(model: nn.Module, train_loader: Iterable | Callable[[int], Iterable], epochs: int,
         optimizer: torch.optim.Optimizer, loss_fn: Callable = nn.CrossEntropyLoss(),
         val_loader: Iterable | None = None, device: str | torch.device = "cpu", scheduler: Any = None,
@@ -282,8 +289,8 @@ def fit(model: nn.Module, train_loader: Iterable | Callable[[int], Iterable], ep
     recomputed after each epoch, before validation (precise BN, Wu & Johnson 2021, "Rethinking 'Batch' in
     BatchNorm"; :func:`torch.optim.swa_utils.update_bn`): with few steps an epoch and fast-changing weights, the
     running averages (momentum 0.1) lag the weights and a network can collapse to one class in eval mode while it
-    learns in train mode (measured in notebook 05). ``channels_last`` moves the model and every 4-d input to that memory format
-    (the same numbers up to float rounding; faster convolutions on CPU). AMP (float16 autocast with a
+    learns in train mode (seen in notebook 05's grid). ``channels_last`` moves the model and every 4-d input to that
+    memory format (the same numbers up to float rounding; faster convolutions on CPU). AMP (float16 autocast with a
     GradScaler) is used only on CUDA. One progress bar (``desc``) covers the whole run.
     """
     device = torch.device(device)

@@ -85,3 +85,11 @@ def test_bn_loader_leaves_a_network_without_batchnorm_unchanged():
         histories.append(fit(model, data, 2, torch.optim.SGD(model.parameters(), lr=0.1), val_loader=data,
                              progress=False, bn_loader=bn_loader))
     assert histories[0] == histories[1]
+
+
+def test_equal_batch_size_cuts_into_the_fewest_near_equal_batches():
+    from fer_utils.train import equal_batch_size
+    for n, most, expected in ((525, 512, 263), (512, 512, 512), (1025, 512, 342), (10, 512, 10), (0, 512, 1)):
+        assert equal_batch_size(n, most) == expected, n
+    sizes = [len(b) for b in torch.arange(1025).split(equal_batch_size(1025))]
+    assert max(sizes) - min(sizes) <= 2 and max(sizes) <= 512

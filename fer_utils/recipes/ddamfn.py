@@ -31,7 +31,7 @@ from fer_utils.models.ddamfn import COURSE as COURSE_NET
 from fer_utils.models import logits_of
 from fer_utils.models.ddamfn import DDAMFN, FAITHFUL, ConvBlock, DepthWise, LinearBlock, MixedFeatureNet
 from fer_utils.recipes import Recipe, cached_pretraining
-from fer_utils.train import Plateau, fit
+from fer_utils.train import Plateau, equal_batch_size, fit
 from fer_utils.weights import _backbone_state
 
 
@@ -331,16 +331,16 @@ def train_variant(model: nn.Module, train: tuple, val: tuple, recipe: DDAMFNReci
     every epoch; ``stop``: a :class:`fer_utils.train.Plateau` (notebook 05 passes ``start`` = the epoch after the
     learning-rate step: before it, a fresh network's validation loss still jumps with Adam at 3e-3).
     ``precise_bn``: recompute BatchNorm's statistics over the training faces (resized + normalised, as the test
-    faces) after every epoch, before validation (``fit``'s ``bn_loader``; notebook 05's grid). Returns :func:`fer_utils.train.fit`'s history."""
+    faces) after every epoch, before validation (``fit``'s ``bn_loader``; notebook 05's grid).
+    Returns :func:`fer_utils.train.fit`'s history."""
     torch.manual_seed(seed)
     eval_tf = eval_transform(recipe.input_size, normalize="imagenet")
     train_loader = DataLoader(TensorFaces(*train, rafdb_train_transform(recipe.input_size)),
                               batch_size=recipe.batch_size, shuffle=True, drop_last=len(train[1]) > recipe.batch_size,
                               generator=torch.Generator().manual_seed(seed))   # no batch of one for BatchNorm
     val_loader = DataLoader(TensorFaces(*val, eval_tf), batch_size=256)
-    # near-equal batches of at most 512 faces: update_bn averages the batches' statistics with equal weights
-    bn_batch = -(-len(train[1]) // -(-len(train[1]) // 512))
-    bn_loader = DataLoader(TensorFaces(*train, eval_tf), batch_size=bn_batch) if precise_bn else None
+    bn_loader = (DataLoader(TensorFaces(*train, eval_tf), batch_size=equal_batch_size(len(train[1])))
+                 if precise_bn else None)
     optimizer, scheduler = make_optimizer(model, recipe)
     return fit(model, train_loader, recipe.epochs, optimizer, loss_fn=variant_loss(attention_weight),
                val_loader=val_loader, scheduler=scheduler, progress=progress, channels_last=True, desc=desc,
