@@ -281,19 +281,3 @@ def test_fit_stage_epochs_have_at_least_min_steps():
     assert len(list(two(1))) == steps == 6, "two whole passes"
     assert len(_loader(torch.randn(9, 1, 4, 4), torch.randn(9, 2), batch_size=4, seed=0)) == 2, "no batch of one face"
 
-
-def test_fit_stage_bn_images_recompute_batchnorm_statistics_over_those_faces():
-    from torch.optim.swa_utils import update_bn
-
-    from fer_utils.recipes.two_level import fit_stage
-    from fer_utils.train import Plateau
-    torch.manual_seed(0)
-    images, va = torch.randn(24, 1, 48, 48), torch.rand(24, 2) * 2 - 1
-    every_face = torch.randn(40, 1, 48, 48) * 2 + 1                      # all training faces, most without VA
-    first_bn = lambda model: next(m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d))
-    for given in (every_face, None):
-        model = TwoLevelAttentionNet(num_classes=7, **COURSE_CONFIG)
-        fit_stage(model, (images, va), (images[:8], va[:8]), "va", Plateau(patience=1), cap=2, bn_images=given)
-        after = first_bn(model).running_mean.clone()
-        update_bn([every_face], model)
-        assert torch.allclose(after, first_bn(model).running_mean, atol=1e-5) == (given is not None)

@@ -27,7 +27,7 @@ from fer_utils.losses import cross_entropy, va_loss
 from fer_utils.models import logits_of
 from fer_utils.models.two_level import COURSE_CONFIG, TwoLevelAttentionNet
 from fer_utils.recipes import Recipe
-from fer_utils.train import equal_batch_size, fit
+from fer_utils.train import fit
 
 
 @dataclass(frozen=True)
@@ -196,7 +196,7 @@ def fit_stage(model: TwoLevelAttentionNet, train: tuple[torch.Tensor, torch.Tens
               val: tuple[torch.Tensor, torch.Tensor], stage: str, stop, cap: int, seed: int = 0,
               tasks: tuple[str, ...] = ("valence", "arousal"), loss: str = "ccc", lr: float = 1e-3,
               batch_size: int = 32, weight_decay: float = 1e-4, channels_last: bool = True,
-              min_steps: int = 1, bn_images: torch.Tensor | None = None) -> dict[str, list]:
+              min_steps: int = 1) -> dict[str, list]:
     """Train ``model`` in place for one stage with :func:`fer_utils.train.fit` until ``stop`` (a
     :class:`fer_utils.train.Plateau` on the validation loss) holds, at most ``cap`` epochs.
 
@@ -204,10 +204,8 @@ def fit_stage(model: TwoLevelAttentionNet, train: tuple[torch.Tensor, torch.Tens
     ``stage="va"``: (images, (N, 2) valence-arousal), :func:`fer_utils.losses.va_loss` of ``loss`` over
     ``tasks`` (one task: the single-task baseline; the other head gets no gradient). Adam at a constant
     ``lr`` (a schedule would make a late plateau the schedule's doing). An epoch is at least ``min_steps``
-    steps (:func:`_epochs_of`; a few labelled faces). ``bn_images``: faces over which BatchNorm's statistics are
-    recomputed after every epoch, before validation (``fit``'s ``bn_loader``, precise BN; labels are not needed,
-    so stage 2 can pass all the training faces, not only those with VA). Returns ``fit``'s history, with
-    ``epochs_run`` and ``plateaued``.
+    steps (:func:`_epochs_of`; a few labelled faces). Returns ``fit``'s history, with ``epochs_run`` and
+    ``plateaued``.
     """
     if stage not in ("expression", "va"):
         raise ValueError(f"stage must be 'expression' or 'va', got {stage!r}")
@@ -216,6 +214,5 @@ def fit_stage(model: TwoLevelAttentionNet, train: tuple[torch.Tensor, torch.Tens
     net, loss_fn = (Classifier(model), nn.CrossEntropyLoss()) if stage == "expression" else (model, va_loss(loss, tasks))
     val_loader = DataLoader(TensorDataset(*val), batch_size=1024)
     epochs, steps = _epochs_of(_loader(*train, batch_size, seed), min_steps)
-    bn_loader = None if bn_images is None else torch.split(bn_images, equal_batch_size(len(bn_images)))
     return fit(net, epochs, cap, optimizer, loss_fn, val_loader=val_loader, progress=False,
-               channels_last=channels_last, stop=stop, steps_per_epoch=steps, bn_loader=bn_loader)
+               channels_last=channels_last, stop=stop, steps_per_epoch=steps)
