@@ -80,8 +80,6 @@ from fer_utils.utils import cache_dir, seed_everything
 ENGINE_VERSION = 1
 #: The table's own columns: no arm parameter or returned key may use these names.
 RESERVED = ("arm", "dose", "seed", "seconds", "cached")
-#: Seed s's test people are rendered with seed ``HELD_OUT_OFFSET + s`` (:func:`held_out_seed`).
-HELD_OUT_OFFSET = 1000
 
 
 class RunError(RuntimeError):
@@ -442,18 +440,6 @@ def _in_pool(run_fn: Callable, data_fn: Callable | None, groups: dict[int, list[
                 process.join(timeout=5)
             raise
         pool.shutdown(wait=True)
-
-
-def held_out_seed(seed: int) -> int:
-    """The seed that renders seed ``seed``'s test people apart from its training and validation people:
-    ``HELD_OUT_OFFSET + seed`` (notebooks 04, 05, 06 and 08). A SynthFaces render draws its people from its seed,
-    so the test faces are of other people, and as many as the claim needs: a score over a hundred faces of ten
-    people moves with which people were drawn about as much as the effects tested (the standard error of an
-    accuracy p over n faces is sqrt(p (1 - p) / n): 0.05 at p = 0.5, n = 100). Paired arms share them."""
-    if not 0 <= int(seed) < HELD_OUT_OFFSET:
-        raise ValueError(f"seed must be in [0, {HELD_OUT_OFFSET}) so that its test people differ from every seed's "
-                         f"training people, got {seed}")
-    return HELD_OUT_OFFSET + int(seed)
 
 
 def default_workers() -> int:

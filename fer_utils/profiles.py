@@ -121,7 +121,7 @@ SETTINGS: dict[str, dict[str, dict[str, Any]]] = {
                      va_mode="free", va_spread=0.3, workers=None),
     },
     # 05: grid_n / grid_identities: each seed's training and validation faces and people (split 3:1 by identity);
-    # grid_test_n / grid_test_identities: its test faces and people, rendered apart (experiments.held_out_seed);
+    # grid_test_n / grid_test_identities: its test faces and people, rendered apart (fer_utils.data.held_out_seed);
     # grid_batch: the grid's batch (course: half the recipe's, so that a few hundred faces give 16 steps an epoch).
     "05_ddamfn": {
         "smoke": dict(difficulty="lab", n=600, n_identities=40, folds=3, epochs=R.epochs, batch=R.batch_size,

@@ -284,14 +284,12 @@ def fit(model: nn.Module, train_loader: Iterable | Callable[[int], Iterable], ep
     ``loss_fn``. ``scheduler.step()`` runs after each epoch; ``on_step(step, batch, loss, logs)`` after
     each optimiser step (steps counted from 1 over the run), ``on_epoch(epoch, history)`` after each
     epoch's validation. ``stop``: a :class:`Plateau` rule checked after each epoch (``epochs`` is then the
-    cap); with it the history records ``epochs_run`` and ``plateaued`` (reached before the cap). ``bn_loader``: batches
-    of training inputs (a tuple's first item is the input) over which every BatchNorm's running mean and variance are
-    recomputed after each epoch, before validation (precise BN, Wu & Johnson 2021, "Rethinking 'Batch' in
-    BatchNorm"; :func:`torch.optim.swa_utils.update_bn`): with few steps an epoch and fast-changing weights, the
-    running averages (momentum 0.1) lag the weights and a network can collapse to one class in eval mode while it
-    learns in train mode (seen in notebook 05's grid). ``channels_last`` moves the model and every 4-d input to that
-    memory format (the same numbers up to float rounding; faster convolutions on CPU). AMP (float16 autocast with a
-    GradScaler) is used only on CUDA. One progress bar (``desc``) covers the whole run.
+    cap); with it the history records ``epochs_run`` and ``plateaued`` (reached before the cap). ``bn_loader``: input
+    batches over which BatchNorm's running statistics are recomputed after each epoch, before validation (precise BN,
+    Wu & Johnson 2021; :func:`torch.optim.swa_utils.update_bn`): after few fast steps the running averages lag the
+    weights, and a network can predict one class in eval mode (notebook 05). ``channels_last`` moves the model and
+    every 4-d input to that memory format (the same numbers up to float rounding; faster convolutions on CPU). AMP
+    (float16 autocast with a GradScaler) is used only on CUDA. One progress bar (``desc``) covers the whole run.
     """
     device = torch.device(device)
     model.to(device, memory_format=torch.channels_last if channels_last else torch.preserve_format)

@@ -107,3 +107,16 @@ def test_materialize():
     td = tensors(images, labels)
     assert td[0][0].shape == (1, 40, 40) and int(td[1][1]) == labels[1]
     torch.testing.assert_close(td[1][0][0], torch.from_numpy(images[1]).float() / 255)
+
+
+def test_held_out_seed_renders_other_people_than_every_training_seed():
+    from fer_utils.data import HELD_OUT_OFFSET, SynthFaces, held_out_seed
+    assert [held_out_seed(s) for s in (0, 7)] == [1000, 1007]
+    for bad in (-1, HELD_OUT_OFFSET):
+        with pytest.raises(ValueError, match="seed must be in"):
+            held_out_seed(bad)
+    from fer_utils.data.synth_sample import make_identity
+    people = [{repr(make_identity(seed, k)) for k in range(20)} for seed in (3, held_out_seed(3))]
+    assert len(people[0]) == len(people[1]) == 20 and people[0].isdisjoint(people[1])   # a person is (seed, identity)
+    own, apart = (SynthFaces(8, seed=seed, n_identities=4, size=48) for seed in (3, held_out_seed(3)))
+    assert not np.array_equal(own[0]["image"], apart[0]["image"])

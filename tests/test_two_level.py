@@ -280,4 +280,3 @@ def test_fit_stage_epochs_have_at_least_min_steps():
     two, steps = _epochs_of(loader, 4)
     assert len(list(two(1))) == steps == 6, "two whole passes"
     assert len(_loader(torch.randn(9, 1, 4, 4), torch.randn(9, 2), batch_size=4, seed=0)) == 2, "no batch of one face"
-

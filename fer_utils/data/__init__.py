@@ -11,12 +11,13 @@ models trained from scratch) or ``"imagenet"`` (ImageNet mean and std, DDAMFN).
 """
 from fer_utils.data.convention import NORMALIZATIONS, black_value, to_model_tensor
 from fer_utils.data.datasets import (
-    TensorFaces, identity_kfold, identity_split, materialize, random_split_indices, to_tensor,
+    HELD_OUT_OFFSET, TensorFaces, held_out_seed, identity_kfold, identity_split, materialize, random_split_indices,
+    to_tensor,
 )
 from fer_utils.data.synthetic import CIRCUMPLEX, PROTOTYPES, SynthFaces, render_face
 
 __all__ = [
-    "NORMALIZATIONS", "black_value", "to_model_tensor",
+    "NORMALIZATIONS", "black_value", "to_model_tensor", "HELD_OUT_OFFSET", "held_out_seed",
     "CIRCUMPLEX", "PROTOTYPES", "SynthFaces", "TensorFaces", "identity_kfold", "identity_split", "materialize",
     "random_split_indices", "render_face", "to_tensor",
 ]
