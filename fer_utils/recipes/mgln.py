@@ -79,7 +79,7 @@ COURSE = MGLNRecipe(
     name="mgln-course-w16-48", epochs=16, batch_size=16, lr=1e-3, lr_step_epoch=12, input_size=48,
     ssm=tuple(v if v == "M" else v // 16 for v in VGG16_CONV4),
     part_sizes=(("eyes", (16, 48)), ("nose", (32, 16)), ("mouth", (16, 32))), lstm_hidden=36, lstm_layers=1,
-    final_relu=False, ssm_norm="group", part_kaiming_init=True, folds=3, pretrain_n=2400, pretrain_epochs=4,
+    final_relu=False, ssm_norm="group", part_kaiming_init=True, folds=3, pretrain_n=8000, pretrain_epochs=8,
     pretrain_batch=16)
 SMOKE = replace(COURSE, name="mgln-smoke-w16-48", epochs=3, lr_step_epoch=3, folds=2, pretrain_n=1200,
                 pretrain_epochs=3)
