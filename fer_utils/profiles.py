@@ -103,22 +103,24 @@ SETTINGS: dict[str, dict[str, dict[str, Any]]] = {
     # +/-0.1 with the faces alone, hiding the effects the grid is after); rates: the
     # shares of training faces that keep their valence-arousal label (the doses); cap1 / cap2: the epoch caps of stage 1
     # / stage 2 (one-stage: cap1 + cap2), patience: the plateau rule on the validation loss; va_mode / va_spread:
-    # valence-arousal that varies within a class (fer_utils.data.va); workers: run_grid's processes (None: every core).
+    # valence-arousal that varies within a class (fer_utils.data.va); bn_faces: the stage's training faces (at most)
+    # that BatchNorm's statistics are recomputed over after every epoch; workers: run_grid's processes (None: every core).
     "04_two_level_attention": {
         "smoke": dict(difficulty="lab", n=300, n_identities=20, batch=R.batch_size, lr=R.lr, stage1_epochs=R.epochs,
                       stage2_epochs=R.stage2_epochs, n_inspect=48, seeds=(0, 1), grid_n=100, grid_identities=16,
                       grid_test_n=60, grid_test_identities=10,
-                      rates=(0.2, 1.0), cap1=2, cap2=2, patience=1, va_mode="free", va_spread=0.3, workers=1),
+                      rates=(0.2, 1.0), cap1=2, cap2=2, patience=1, va_mode="free", va_spread=0.3, bn_faces=16,
+                      workers=1),
         "course": dict(difficulty="lab", n=600, n_identities=60, batch=R.batch_size, lr=R.lr,
                        stage1_epochs=R.epochs, stage2_epochs=R.stage2_epochs, n_inspect=256, seeds=tuple(range(8)),
                        grid_n=400, grid_identities=40, grid_test_n=800, grid_test_identities=80,
                        rates=(0.05, 0.2, 1.0), cap1=12, cap2=12, patience=3,
-                       va_mode="free", va_spread=0.3, workers=None),
+                       va_mode="free", va_spread=0.3, bn_faces=100, workers=None),
         "full": dict(difficulty="medium", n=30000, n_identities=1500, batch=R.batch_size, lr=R.lr,
                      stage1_epochs=R.epochs, stage2_epochs=R.stage2_epochs, n_inspect=512, seeds=tuple(range(10)),
                      grid_n=4800, grid_identities=240, grid_test_n=3000, grid_test_identities=300,
                      rates=(0.05, 0.2, 1.0), cap1=40, cap2=40, patience=5,
-                     va_mode="free", va_spread=0.3, workers=None),
+                     va_mode="free", va_spread=0.3, bn_faces=600, workers=None),
     },
     # 05: grid_n / grid_identities: each seed's training and validation faces and people (split 3:1 by identity);
     # grid_test_n / grid_test_identities: its test faces and people, rendered apart (fer_utils.data.held_out_seed);

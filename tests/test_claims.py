@@ -21,7 +21,8 @@ WITH_CLAIMS = ("02_cnn_baselines", "03_deep_emotion", "04_two_level_attention", 
 #: Notebooks whose decided verdicts changed with two torch threads in their course run (each marks them in its
 #: table and Summary; issue 28 stays open on it), against their recorded two-thread runs (results/threads2/):
 #: 04 (two-stage vs one-stage at 100% VA labels), 05 (the heads' gain is larger on subtle than on strong expressions),
-#: 06 (fusion vs the part branch at resting-face dose 0; the best test epoch inflates the accuracy at dose 1),
+#: 06 (three frames vs the static peak in the part branch at resting-face dose 0; the best test epoch inflates the
+#: accuracy at both doses),
 #: 07 (multi-task vs single-task on EXPR at 80% and on AU at 95% missing labels), 10 (V2's fusion vs V1's at both
 #: doses; the landmark stream through V1's fusion).
 THREAD_UNSTABLE = ("04_two_level_attention", "05_ddamfn", "06_mgln", "07_abaw", "10_poster")

@@ -1,6 +1,7 @@
 """2Att-2Mt (notebook 04): residual attention module, second-level attention, losses, VA loader."""
 from __future__ import annotations
 
+import copy
 import json
 
 import numpy as np
@@ -270,6 +271,31 @@ def test_fit_stage_stops_at_the_plateau_and_trains_one_task_only():
     fit_stage(model, (images, va), (images[:8], va[:8]), "va", Plateau(patience=1), cap=2, tasks=("valence",),
               weight_decay=0.0)
     torch.testing.assert_close(model.heads["arousal"].weight, before)   # its gradient is 0: Adam does not move it
+
+
+def test_fit_stage_precise_bn_uses_evenly_spaced_training_faces():
+    from fer_utils.recipes.two_level import fit_stage
+    from fer_utils.train import Plateau
+    torch.manual_seed(0)
+    images, labels = torch.rand(24, 1, 48, 48), torch.randint(0, 7, (24,))
+
+    def bn_means(model):
+        return [m.running_mean.clone() for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+
+    trained = {}
+    for bn_faces in (0, 6):
+        torch.manual_seed(1)
+        trained[bn_faces] = TwoLevelAttentionNet(num_classes=7, **COURSE_CONFIG)
+        fit_stage(trained[bn_faces], (images, labels), (images[:8], labels[:8]), "expression", Plateau(patience=5),
+                  cap=1, bn_faces=bn_faces)
+    assert bn_means(trained[6]), "the network has BatchNorm layers"
+    expected = copy.deepcopy(trained[6])
+    picked = images[[0, 5, 9, 14, 18, 23]]          # 6 of 24, evenly spaced, first and last included
+    torch.optim.swa_utils.update_bn([picked], expected)
+    for got, want in zip(bn_means(trained[6]), bn_means(expected)):
+        torch.testing.assert_close(got, want)
+    assert not all(torch.allclose(a, b) for a, b in zip(bn_means(trained[0]), bn_means(trained[6]))), \
+        "without bn_faces the running averages are the training batches' (momentum 0.1)"
 
 
 def test_fit_stage_epochs_have_at_least_min_steps():

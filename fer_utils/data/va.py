@@ -60,9 +60,9 @@ class VAFaces:
         return [self.pool[int(i)]["masks"] for i in indices]
 
 
-def _collect(items, n: int, size: int, grayscale: bool, desc: str) -> dict[str, list]:
+def _collect(items, n: int, size: int, grayscale: bool, desc: str, progress: bool = True) -> dict[str, list]:
     out: dict[str, list] = {"images": [], "labels": [], "valence": [], "arousal": []}
-    for item in tqdm(items, total=n, desc=desc, leave=False, mininterval=2.0):
+    for item in tqdm(items, total=n, desc=desc, leave=False, mininterval=2.0, disable=not progress):
         out["images"].append(adapt_image(item["image"], size, grayscale))
         out["labels"].append(item["label"])
         out["valence"].append(item["valence"])
@@ -72,8 +72,9 @@ def _collect(items, n: int, size: int, grayscale: bool, desc: str) -> dict[str, 
 
 def load_synthfaces_va(n: int, seed: int = 0, difficulty: str = "wild", size: int = 48, grayscale: bool = True,
                        n_identities: int | None = None, num_classes: int = 7, va_mode: str = "class",
-                       va_spread: float = 0.3) -> VAFaces:
-    """Render ``n`` SynthFaces once; keep images, labels, valence, arousal and identities.
+                       va_spread: float = 0.3, progress: bool = True) -> VAFaces:
+    """Render ``n`` SynthFaces once (a progress bar unless ``progress=False``); keep images, labels, valence,
+    arousal and identities.
 
     ``va_mode="class"`` (the default): valence-arousal is the class's circumplex point times the expression
     intensity, plus the difficulty's noise, so within a class valence and arousal move together along one
@@ -88,7 +89,7 @@ def load_synthfaces_va(n: int, seed: int = 0, difficulty: str = "wild", size: in
     render = SynthFaces(n, seed=seed, difficulty=difficulty, size=size, grayscale=grayscale,
                         n_identities=n_identities, num_classes=num_classes, with_masks=False,
                         **options)  # same faces, faster
-    cols = _collect((render[i] for i in range(n)), n, size, grayscale, "rendering")
+    cols = _collect((render[i] for i in range(n)), n, size, grayscale, "rendering", progress)
     return VAFaces(np.stack(cols["images"]), np.asarray(cols["labels"], np.int64),
                    np.asarray(cols["valence"], np.float32), np.asarray(cols["arousal"], np.float32),
                    identities=pool.identities.astype(np.int64), pool=pool, source=repr(pool))
@@ -117,11 +118,12 @@ def load_affectnet_va(root, size: int = 48, grayscale: bool = True, limit: int |
 def load_va_faces(dataset: str = "synthfaces", data_root=None, n: int = 1000, seed: int = 0,
                   difficulty: str = "wild", size: int = 48, grayscale: bool = True,
                   n_identities: int | None = None, num_classes: int = 7, va_mode: str = "class",
-                  va_spread: float = 0.3) -> VAFaces:
+                  va_spread: float = 0.3, progress: bool = True) -> VAFaces:
     """``dataset="synthfaces"`` (rendered; ``va_mode`` / ``va_spread``: :func:`load_synthfaces_va`) or
-    ``"affectnet"`` (read from ``data_root``)."""
+    ``"affectnet"`` (read from ``data_root``); ``progress=False``: no rendering bar (SynthFaces)."""
     if dataset == "synthfaces":
-        return load_synthfaces_va(n, seed, difficulty, size, grayscale, n_identities, num_classes, va_mode, va_spread)
+        return load_synthfaces_va(n, seed, difficulty, size, grayscale, n_identities, num_classes, va_mode, va_spread,
+                                  progress)
     if dataset == "affectnet":
         if data_root is None:
             raise ValueError("dataset='affectnet' needs data_root (the folder with Manually_Annotated_file_lists/)")

@@ -27,7 +27,7 @@ from fer_utils.losses import cross_entropy, va_loss
 from fer_utils.models import logits_of
 from fer_utils.models.two_level import COURSE_CONFIG, TwoLevelAttentionNet
 from fer_utils.recipes import Recipe
-from fer_utils.train import fit
+from fer_utils.train import equal_batch_size, fit
 
 
 @dataclass(frozen=True)
@@ -196,7 +196,7 @@ def fit_stage(model: TwoLevelAttentionNet, train: tuple[torch.Tensor, torch.Tens
               val: tuple[torch.Tensor, torch.Tensor], stage: str, stop, cap: int, seed: int = 0,
               tasks: tuple[str, ...] = ("valence", "arousal"), loss: str = "ccc", lr: float = 1e-3,
               batch_size: int = 32, weight_decay: float = 1e-4, channels_last: bool = True,
-              min_steps: int = 1) -> dict[str, list]:
+              min_steps: int = 1, bn_faces: int = 0) -> dict[str, list]:
     """Train ``model`` in place for one stage with :func:`fer_utils.train.fit` until ``stop`` (a
     :class:`fer_utils.train.Plateau` on the validation loss) holds, at most ``cap`` epochs.
 
@@ -204,8 +204,10 @@ def fit_stage(model: TwoLevelAttentionNet, train: tuple[torch.Tensor, torch.Tens
     ``stage="va"``: (images, (N, 2) valence-arousal), :func:`fer_utils.losses.va_loss` of ``loss`` over
     ``tasks`` (one task: the single-task baseline; the other head gets no gradient). Adam at a constant
     ``lr`` (a schedule would make a late plateau the schedule's doing). An epoch is at least ``min_steps``
-    steps (:func:`_epochs_of`; a few labelled faces). Returns ``fit``'s history, with ``epochs_run`` and
-    ``plateaued``.
+    steps (:func:`_epochs_of`; a few labelled faces). ``bn_faces`` > 0: after every epoch, before validation,
+    BatchNorm's statistics are recomputed over at most that many of the stage's training images, evenly spaced
+    (precise BN, ``fit``'s ``bn_loader``: with few steps an epoch the running averages lag the weights).
+    Returns ``fit``'s history, with ``epochs_run`` and ``plateaued``.
     """
     if stage not in ("expression", "va"):
         raise ValueError(f"stage must be 'expression' or 'va', got {stage!r}")
@@ -215,4 +217,13 @@ def fit_stage(model: TwoLevelAttentionNet, train: tuple[torch.Tensor, torch.Tens
     val_loader = DataLoader(TensorDataset(*val), batch_size=1024)
     epochs, steps = _epochs_of(_loader(*train, batch_size, seed), min_steps)
     return fit(net, epochs, cap, optimizer, loss_fn, val_loader=val_loader, progress=False,
-               channels_last=channels_last, stop=stop, steps_per_epoch=steps)
+               channels_last=channels_last, stop=stop, steps_per_epoch=steps, bn_loader=_bn_loader(train[0], bn_faces))
+
+
+def _bn_loader(images: torch.Tensor, most: int) -> DataLoader | None:
+    """Batches of at most ``most`` of ``images``, evenly spaced (all when there are fewer), for precise BN; None when
+    ``most`` is 0."""
+    if most <= 0:
+        return None
+    pick = images[torch.linspace(0, len(images) - 1, min(most, len(images))).round().long()]
+    return DataLoader(TensorDataset(pick), batch_size=equal_batch_size(len(pick)))
