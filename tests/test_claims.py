@@ -20,7 +20,7 @@ WITH_CLAIMS = ("02_cnn_baselines", "03_deep_emotion", "04_two_level_attention", 
                "08_scn_ran", "09_explain", "10_poster", "11_product")
 #: Notebooks whose decided verdicts changed with two torch threads in their course run (each marks them in its
 #: table and Summary; issue 28 stays open on it), against their recorded two-thread runs (results/threads2/):
-#: 04 (two-stage vs one-stage at 100% VA labels), 05 (the heads' gain is larger on subtle than on strong expressions),
+#: 04 (the first-level attention helps), 05 (the heads' gain is larger on subtle than on strong expressions),
 #: 06 (three frames vs the static peak in the part branch at resting-face dose 0; the best test epoch inflates the
 #: accuracy at both doses),
 #: 07 (multi-task vs single-task on EXPR at 80% and on AU at 95% missing labels), 10 (V2's fusion vs V1's at both
