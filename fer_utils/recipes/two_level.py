@@ -220,10 +220,10 @@ def fit_stage(model: TwoLevelAttentionNet, train: tuple[torch.Tensor, torch.Tens
                channels_last=channels_last, stop=stop, steps_per_epoch=steps, bn_loader=_bn_loader(train[0], bn_faces))
 
 
-def _bn_loader(images: torch.Tensor, most: int) -> DataLoader | None:
-    """Batches of at most ``most`` of ``images``, evenly spaced (all when there are fewer), for precise BN; None when
-    ``most`` is 0."""
+def _bn_loader(images: torch.Tensor, most: int) -> tuple[torch.Tensor, ...] | None:
+    """Near-equal batches of at most ``most`` of ``images``, evenly spaced (all when there are fewer), for precise BN;
+    None when ``most`` is 0."""
     if most <= 0:
         return None
     pick = images[torch.linspace(0, len(images) - 1, min(most, len(images))).round().long()]
-    return DataLoader(TensorDataset(pick), batch_size=equal_batch_size(len(pick)))
+    return torch.split(pick, equal_batch_size(len(pick)))
