@@ -42,7 +42,7 @@ _LAYER_OF_GROUP: dict[int, tuple[str, ...]] = {
         "recipes.deep_emotion", "recipes.mgln", "recipes.poster", "recipes.poster_experiments", "recipes.poster_pretrain", "recipes.ran", "recipes.scn", "recipes.two_level"),
     5: ("", "course", "cli", "cli.checkpoint", "cli.fer_export", "cli.fer_predict", "cli.fer_train", "cli.predict_io", "cli.predict_models",
         "cli.train_loop"),
-    6: ("tools", "tools.exercises", "tools.grading", "tools.runner", "tools.site", "tools.timings"),
+    6: ("tools", "tools.claims", "tools.exercises", "tools.grading", "tools.runner", "tools.site", "tools.timings"),
 }
 #: Every module of the package (``""`` is ``fer_utils/__init__.py``) and its layer.
 MODULES: dict[str, int] = {name: layer for layer, names in _LAYER_OF_GROUP.items() for name in names}

@@ -1,0 +1,110 @@
+"""What the committed runs decide: every notebook's ``claims`` list in ``results/``, counted and planned.
+
+Each paper notebook records its verdicts (:func:`fer_utils.stats.compare`) in ``results/<notebook>.json``
+under ``claims``. This report counts them per notebook::
+
+    tested            verdicts other than "not testable here"
+    not resolved      the 95% paired interval contains 0
+    decided           "yes" or "opposite"
+    thread-sensitive  decided verdicts that the notebook's two-thread rerun did not reproduce
+                      (``same_with_2_threads`` False)
+    budget-limited    verdicts with an arm that stopped at the epoch cap before its plateau
+
+and, with ``--undecided``, lists each "not resolved" claim with the paired seeds that would resolve a
+difference of the measured size with 80% power (:func:`fer_utils.stats.seeds_for_power`, the measured
+difference and spread taken as the truth)::
+
+    python -m fer_utils.tools.claims                      # one row per notebook, and the total
+    python -m fer_utils.tools.claims --undecided          # ... and every unresolved claim with its seeds
+    python -m fer_utils.tools.claims --notebooks 02 05    # only these notebooks (by number or name)
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Sequence
+
+import pandas as pd
+
+from fer_utils import stats
+
+ROOT = Path(__file__).resolve().parents[2]
+DECIDED = ("yes", "opposite")
+UNTESTABLE = "not testable here"
+
+
+def load_claims(results: Path | str = ROOT / "results", notebooks: Sequence[str] = ()) -> dict[str, list[dict]]:
+    """notebook -> its recorded ``claims`` (notebooks without a list are left out); ``notebooks``: the names or
+    number prefixes to keep (all when empty)."""
+    found = {}
+    for path in sorted(Path(results).glob("*.json")):
+        if notebooks and not any(path.stem == n or path.stem.startswith(f"{n}_") for n in notebooks):
+            continue
+        try:
+            claims = json.loads(path.read_text()).get("claims")
+        except json.JSONDecodeError as error:
+            raise ValueError(f"{path}: not valid JSON ({error})") from error
+        if claims:
+            found[path.stem] = claims
+    return found
+
+
+def summary(claims: dict[str, list[dict]]) -> pd.DataFrame:
+    """One row per notebook (the counts of the module docstring) and a last row ``all`` with their sums."""
+    rows = {}
+    for notebook, verdicts in claims.items():
+        tested = [c for c in verdicts if c["verdict"] != UNTESTABLE]
+        decided = [c for c in tested if c["verdict"] in DECIDED]
+        rows[notebook] = {"tested": len(tested), "not resolved": len(tested) - len(decided), "decided": len(decided),
+                          "thread-sensitive": sum(c.get("same_with_2_threads") is False for c in decided),
+                          "budget-limited": sum(bool(c.get("budget_limited")) for c in tested)}
+    table = pd.DataFrame.from_dict(rows, orient="index", dtype=int)
+    if len(table):
+        table.loc["all"] = table.sum()
+        table["share not resolved"] = (table["not resolved"] / table["tested"]).round(2)
+    return table
+
+
+def undecided(claims: dict[str, list[dict]], power: float = 0.8) -> pd.DataFrame:
+    """Every "not resolved" claim: its difference, the per-seed spread s_d read back from its interval, its
+    seeds, and the seeds that would resolve a difference of that size with ``power`` (missing: more than 1,000)."""
+    rows = []
+    for notebook, verdicts in claims.items():
+        for row in verdicts:
+            if row["verdict"] != "not resolved" or row["n"] < 2:
+                continue
+            verdict = stats.Verdict.from_dict(row)
+            sd = stats.per_seed_sd(verdict)
+            rows.append({"notebook": notebook, "claim": verdict.claim, "dose": verdict.dose, "diff": verdict.diff,
+                         "sd": sd, "n": verdict.n, "seeds for power": stats.seeds_for_power(verdict.diff, sd, power)})
+    table = pd.DataFrame(rows, columns=["notebook", "claim", "dose", "diff", "sd", "n", "seeds for power"])
+    return table.astype({"seeds for power": "Int64"})
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--results", default=str(ROOT / "results"), help="folder of the <notebook>.json files")
+    parser.add_argument("--notebooks", nargs="*", default=(), help="names or numbers (02 ...) to keep")
+    parser.add_argument("--undecided", action="store_true", help="list the unresolved claims and their seeds")
+    parser.add_argument("--power", type=float, default=0.8, help="the power the seeds are planned for")
+    args = parser.parse_args(argv)
+    claims = load_claims(args.results, args.notebooks)
+    if not claims:
+        print(f"no claims lists in {args.results}")
+        return 1
+    print(summary(claims).to_string())
+    if args.undecided:
+        table = undecided(claims, args.power).sort_values("seeds for power", na_position="last")
+        table["seeds for power"] = table["seeds for power"].map(lambda n: "> 1000" if pd.isna(n) else f"{int(n)}")
+        table["claim"] = table["claim"].str.slice(0, 70)
+        table["dose"] = table["dose"].map(str)
+        table["diff"], table["sd"] = table["diff"].map("{:+.3f}".format), table["sd"].map("{:.3f}".format)
+        print(f"\nnot resolved; 'seeds for power': paired seeds that resolve a difference of the measured size "
+              f"with {args.power:.0%} power")
+        print(table.to_string(index=False))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

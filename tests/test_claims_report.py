@@ -1,0 +1,58 @@
+"""The claims report (fer_utils.tools.claims) on hand-made results files and on the committed ones."""
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+
+from fer_utils import stats
+from fer_utils.tools import claims as report
+
+
+def _row(verdict: str, diff: float = 0.02, half: float = 0.03, n: int = 6, **extra) -> dict:
+    v = stats.Verdict("claim " + verdict, "a", "b", 1.0, n, diff, diff - half, diff + half, half, verdict, False)
+    return {**v.as_dict(), **extra}
+
+
+@pytest.fixture()
+def results(tmp_path):
+    (tmp_path / "02_one.json").write_text(json.dumps({"claims": [
+        _row("yes", 0.1, same_with_2_threads=False), _row("opposite", -0.1, same_with_2_threads=True),
+        _row("not resolved"), _row("not testable here")]}))
+    (tmp_path / "03_two.json").write_text(json.dumps({"claims": [_row("not resolved", 0.0)]}))
+    (tmp_path / "04_none.json").write_text(json.dumps({"accuracy": 0.5}))
+    return tmp_path
+
+
+def test_summary_counts_each_notebook_and_the_total(results):
+    table = report.summary(report.load_claims(results))
+    assert list(table.index) == ["02_one", "03_two", "all"]
+    assert table.loc["02_one", ["tested", "not resolved", "decided", "thread-sensitive"]].tolist() == [3, 1, 2, 1]
+    assert table.loc["02_one", "budget-limited"] == 3
+    assert table.loc["all", "tested"] == 4 and table.loc["all", "share not resolved"] == 0.5
+    assert list(report.load_claims(results, ["03"])) == ["03_two"]
+
+
+def test_undecided_plans_seeds_from_the_recorded_interval(results):
+    table = report.undecided(report.load_claims(results))
+    assert table["notebook"].tolist() == ["02_one", "03_two"]
+    sd = 0.03 * 6 ** 0.5 / stats.scipy_stats.t.ppf(0.975, 5)
+    assert table["sd"].iloc[0] == pytest.approx(sd)
+    assert table["seeds for power"].iloc[0] == stats.seeds_for_power(0.02, sd)
+    assert pd.isna(table["seeds for power"].iloc[1])          # a zero difference: no n resolves it
+
+
+def test_main_prints_the_tables_and_names_a_broken_file(results, capsys):
+    assert report.main(["--results", str(results), "--undecided"]) == 0
+    out = capsys.readouterr().out
+    assert "share not resolved" in out and "seeds for power" in out and "> 1000" in out
+    (results / "05_bad.json").write_text("{not json")
+    with pytest.raises(ValueError, match="05_bad.json"):
+        report.load_claims(results)
+    assert report.main(["--results", str(results / "nowhere")]) == 1
+
+
+def test_the_committed_results_have_claims_to_report():
+    table = report.summary(report.load_claims())
+    assert table.loc["all", "tested"] == table.drop(index="all")["tested"].sum() > 0
