@@ -25,26 +25,13 @@ the value as a parameter, in the model's input scaling (:mod:`fer_utils.data.con
 """
 from __future__ import annotations
 
-from contextlib import contextmanager
-from typing import Iterator, Sequence
+from typing import Sequence
 
 import numpy as np
 import torch
 from torch import nn
 
-
-@contextmanager
-def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
-    """``model`` in eval mode inside the ``with`` block; afterwards every submodule m is back in its own earlier
-    mode (``m.training`` as recorded for each m in ``model.modules()``), so a child that was in eval mode under
-    a training parent (a frozen backbone, a logits view around an eval-mode network) stays in eval mode."""
-    modes = {module: module.training for module in model.modules()}
-    model.eval()
-    try:
-        yield model
-    finally:
-        for module, training in modes.items():
-            module.training = training
+from fer_utils.models import eval_mode  # noqa: F401  (explain.eval_mode: the maps are taken in eval mode)
 
 
 def _targets(targets, n: int) -> list[int]:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from torch import nn
 from fer_utils import models
 from fer_utils.models import logits_of
 from fer_utils.models.abaw import ABAWOutput
@@ -109,3 +110,15 @@ def test_the_training_loop_scores_named_outputs_by_their_logits():
     sums.add(1.0, {}, TwoLevelOutput(torch.zeros(4, 2), perfect, torch.ones(4, 3)), labels)
     ctx = Context(0, 1, 0, torch.device("cpu"), None, 0)
     assert sums.reduce(ctx, "val")["val_accuracy"] == 1.0
+
+
+def test_flop_macs_counts_in_eval_mode_and_puts_every_mode_back():
+    """flop_macs: conv MACs by hand; a training parent with a frozen eval-mode child keeps both modes."""
+    from fer_utils.models import flop_macs
+
+    model = nn.Sequential(nn.Conv2d(3, 4, 3, bias=False), nn.BatchNorm2d(4), nn.Flatten(), nn.Linear(4 * 6 * 6, 2))
+    model.train()
+    model[1].eval()
+    assert flop_macs(model, torch.zeros(1, 3, 8, 8)) == 4 * 6 * 6 * 3 * 3 * 3 + 4 * 6 * 6 * 2
+    assert model.training and model[0].training and not model[1].training
+    assert model[1].num_batches_tracked.item() == 0, "the count ran in eval mode: no statistics updated"

@@ -12,7 +12,8 @@ named output (a ``NamedTuple``) with a ``logits`` field or property, its other f
 """
 from __future__ import annotations
 
-from typing import Any, Iterable
+from contextlib import contextmanager
+from typing import Any, Iterable, Iterator
 
 import torch
 from torch import nn
@@ -43,3 +44,30 @@ def count_parameters(model: nn.Module, trainable_only: bool = False, exclude: It
     skip = set(exclude)
     return sum(p.numel() for name, p in model.named_parameters()
                if name not in skip and (p.requires_grad or not trainable_only))
+
+
+@contextmanager
+def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
+    """``model`` in eval mode inside the ``with`` block; afterwards every submodule m is back in its own earlier
+    mode (``m.training`` as recorded for each m in ``model.modules()``), so a child that was in eval mode under
+    a training parent (a frozen backbone, a logits view around an eval-mode network) stays in eval mode."""
+    modes = {module: module.training for module in model.modules()}
+    model.eval()
+    try:
+        yield model
+    finally:
+        for module, training in modes.items():
+            module.training = training
+
+
+def flop_macs(model: nn.Module, *inputs: torch.Tensor) -> int:
+    """Multiply-accumulates of one forward of ``inputs`` in eval mode: ``torch.utils.flop_counter`` FLOPs / 2.
+
+    FlopCounterMode counts convolutions and matrix products only (2 FLOPs per multiply-add); BatchNorm,
+    activations, pooling and element-wise products are not counted. Every module's mode is restored after.
+    """
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with eval_mode(model), torch.no_grad(), FlopCounterMode(display=False) as counter:
+        model(*inputs)
+    return counter.get_total_flops() // 2

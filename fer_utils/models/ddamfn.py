@@ -85,7 +85,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fer_utils.models import count_parameters
+from fer_utils.models import count_parameters, flop_macs
 
 __all__ = [
     "COURSE", "FAITHFUL", "MFN_CHILDREN", "ConvBlock", "CoordAtt", "CoordAttHead", "DDAHead", "DDAMFN", "DDAMFNConfig",
@@ -469,18 +469,6 @@ def count_used_parameters(model: nn.Module) -> int:
 
 
 def macs(model: nn.Module, input_size: int = 112) -> int:
-    """Multiply-accumulates of one image (eval mode): ``torch.utils.flop_counter`` FLOPs / 2.
-
-    FlopCounterMode counts convolutions and matrix products only (2 FLOPs per multiply-add);
-    BatchNorm, activations, pooling and element-wise products are not counted.
-    """
-    from torch.utils.flop_counter import FlopCounterMode
-
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad(), FlopCounterMode(display=False) as counter:
-            model(torch.zeros(1, 3, input_size, input_size))
-    finally:
-        model.train(was_training)
-    return counter.get_total_flops() // 2
+    """Multiply-accumulates of one image (eval mode): :func:`fer_utils.models.flop_macs` (conv and matrix
+    products only; BatchNorm, activations, pooling and element-wise products are not counted)."""
+    return flop_macs(model, torch.zeros(1, 3, input_size, input_size))

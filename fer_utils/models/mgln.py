@@ -45,6 +45,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torchvision.ops import DeformConv2d
 
+from fer_utils.models import flop_macs
+
 #: VGG16 configuration "D" cut after conv4_3 (the authors' ``cfg['D']``): channels, "M" = max pool.
 VGG16_CONV4 = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512)
 PARTS = ("eyes", "nose", "mouth")
@@ -315,14 +317,5 @@ def load_vgg16_features(model: MGLN, vgg_state_dict: dict[str, Tensor]) -> list[
 
 
 def macs(model: MGLN, frames: int = 3) -> int:
-    """Multiply-accumulates of one sample (eval mode): ``torch.utils.flop_counter`` FLOPs / 2 (convs, LSTM matmuls)."""
-    from torch.utils.flop_counter import FlopCounterMode
-
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad(), FlopCounterMode(display=False) as counter:
-            model(*example_inputs(model, 1, frames))
-    finally:
-        model.train(was_training)
-    return counter.get_total_flops() // 2
+    """Multiply-accumulates of one sample (eval mode): :func:`fer_utils.models.flop_macs` (convs, LSTM matmuls)."""
+    return flop_macs(model, *example_inputs(model, 1, frames))

@@ -73,6 +73,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from fer_utils.models import eval_mode
 from fer_utils.models.poster_blocks import (
     ConvBNPReLU, DepthwiseUnit, GDCHead, IRBackbone, IRUnit, LandmarkWindowAttention, LayerScaleFFN, Mlp, MobileFaceNet,
     PatchEmbed1x1, PosterViT, ViTAttention, WindowNorm, window_queries, window_reverse,
@@ -158,12 +159,10 @@ class ParameterCounts(NamedTuple):
 def _forward_with_hooks(model: nn.Module, inputs: tuple, handles: list) -> None:
     """One eval-mode forward without gradients, for the hooks behind ``handles``; they are removed and the
     model's train/eval mode restored afterwards."""
-    was_training = model.training
     try:
-        with torch.no_grad():
-            model.eval()(*inputs)
+        with eval_mode(model), torch.no_grad():
+            model(*inputs)
     finally:
-        model.train(was_training)
         for h in handles:
             h.remove()
 
