@@ -14,6 +14,7 @@ import inspect
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -127,15 +128,23 @@ class IdentityNet(nn.Module):
         return self.scale * self.backbone(images) @ F.normalize(self.weight, dim=1).T
 
 
-def aligned_faces(n: int, n_identities: int, seed: int, difficulty: str, size: int) -> tuple[torch.Tensor, ...]:
-    """``n`` SynthFaces aligned on the 112x112 template and resized to ``size``: uint8 (N, 3, size, size),
-    expression labels and identities (int64)."""
-    pool = SynthFaces(n, seed=seed, difficulty=difficulty, size=112, n_identities=n_identities, with_masks=False)
-    images = torch.from_numpy(np.stack([align_sample(pool[i], 112)[0] for i in range(len(pool))]))
-    images = images.permute(0, 3, 1, 2).contiguous()
+def aligned_faces(n: int, n_identities: int, seed: int, difficulty: str, size: int,
+                  with_masks: bool = False) -> dict[str, Any]:
+    """``n`` SynthFaces of ``n_identities`` people aligned on the 112x112 template
+    (:func:`fer_utils.faces.align_sample`) and resized once to ``size``: ``images`` uint8 (N, 3, size, size),
+    ``labels`` and ``identities`` (int64 tensors), ``pool`` (the :class:`SynthFaces`); with ``with_masks``
+    also ``items`` (each face's sample: its intensity ...) and ``masks`` (its region masks, aligned, 112x112)."""
+    pool = SynthFaces(n, seed=seed, difficulty=difficulty, size=112, n_identities=n_identities, with_masks=with_masks)
+    items = [pool[i] for i in range(len(pool))]
+    aligned = [align_sample(item, 112) for item in items]
+    images = torch.from_numpy(np.stack([image for image, _ in aligned])).permute(0, 3, 1, 2).contiguous()
     if size != 112:
         images = TF.resize(images, [size, size], antialias=True)
-    return images, torch.from_numpy(pool.labels.astype(np.int64)), torch.from_numpy(pool.identities.astype(np.int64))
+    faces = dict(images=images, labels=torch.from_numpy(pool.labels.astype(np.int64)),
+                 identities=torch.from_numpy(pool.identities.astype(np.int64)), pool=pool)
+    if with_masks:
+        faces.update(items=items, masks=[masks for _, masks in aligned])
+    return faces
 
 
 def pretrain_key(config, setup: Pretraining) -> str:
@@ -151,8 +160,8 @@ def pretrain_key(config, setup: Pretraining) -> str:
 
 def pretrain_identity(config, setup: Pretraining, progress: bool = True) -> tuple[nn.Module, dict]:
     """Train :class:`IdentityNet` on ``setup``'s faces (the authors' augmentation); returns it and its history."""
-    images, _, identities = aligned_faces(setup.n, setup.n_identities, setup.seed, setup.difficulty,
-                                          config.input_size)
+    faces = aligned_faces(setup.n, setup.n_identities, setup.seed, setup.difficulty, config.input_size)
+    images, identities = faces["images"], faces["identities"]
     torch.manual_seed(setup.seed)
     model = IdentityNet(config, setup.n_identities, setup.scale)
     transform = rafdb_train_transform(config.input_size)
