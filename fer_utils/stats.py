@@ -124,29 +124,37 @@ def per_seed_sd(verdict: Verdict, confidence: float = 0.95) -> float:
     return verdict.half_width * math.sqrt(verdict.n) / scipy_stats.t.ppf(0.5 + confidence / 2, verdict.n - 1)
 
 
-def seeds_for_power(diff: float, sd: float, power: float = 0.8, confidence: float = 0.95,
-                    most: int = 1000) -> int | None:
-    """The fewest paired seeds n at which a true mean difference ``diff`` with per-seed spread ``sd`` gets an
-    interval that excludes 0 on ``diff``'s side with probability ``power`` (Cohen 1988, ch. 2)::
+def power(diff: float, sd: float, n: int, confidence: float = 0.95) -> float:
+    """The probability that ``n`` paired seeds resolve a true mean difference ``diff`` with per-seed spread
+    ``sd``: their interval excludes 0 on ``diff``'s side (Cohen 1988, ch. 2)::
 
         t_n   = d_n / (s_d / sqrt(n))                 the paired t statistic of n seeds
         t_n  ~ noncentral t(df = n - 1, nc = |diff| * sqrt(n) / sd)
-        power(n) = P(t_n > t_{(1 + confidence) / 2, n - 1})
+        power = P(t_n > t_{(1 + confidence) / 2, n - 1})
 
-    For |diff| / sd = 0.5, 0.8 and 1.0 at 80% power this gives 34, 15 and 10 seeds, the paired t-test's
-    textbook sample sizes. A planning number: it takes the measured difference and spread as the truth,
-    and a difference measured on few seeds is itself uncertain. ``None`` when ``diff`` is 0 or ``most`` seeds
-    do not reach ``power``.
+    For a decided verdict, 1 - power (at its own difference, spread and n) is the chance that a rerun of the
+    same design (other seeds, another thread count) leaves it "not resolved"; optimistic, since a difference
+    that was decided tends to be an overestimate.
     """
-    if not 0 < power < 1 or sd <= 0:
-        raise ValueError(f"power must lie in (0, 1) and sd be positive; got power={power}, sd={sd}")
+    if n < 2 or sd <= 0:
+        raise ValueError(f"power needs n >= 2 seeds and a positive sd; got n={n}, sd={sd}")
+    critical = scipy_stats.t.ppf(0.5 + confidence / 2, n - 1)
+    return float(scipy_stats.nct.sf(critical, n - 1, abs(diff) * math.sqrt(n) / sd))
+
+
+def seeds_for_power(diff: float, sd: float, target: float = 0.8, confidence: float = 0.95,
+                    most: int = 1000) -> int | None:
+    """The fewest paired seeds n whose :func:`power` for a true difference ``diff`` with per-seed spread ``sd``
+    reaches ``target``. For |diff| / sd = 0.5, 0.8 and 1.0 at 80% this gives 34, 15 and 10 seeds, the paired
+    t-test's textbook sample sizes. A planning number: it takes the measured difference and spread as the
+    truth, and a difference measured on few seeds is itself uncertain. ``None`` when ``diff`` is 0 or
+    ``most`` seeds do not reach ``target``.
+    """
+    if not 0 < target < 1 or sd <= 0:
+        raise ValueError(f"the target power must lie in (0, 1) and sd be positive; got target={target}, sd={sd}")
     if diff == 0:
         return None
-    for n in range(2, most + 1):
-        critical = scipy_stats.t.ppf(0.5 + confidence / 2, n - 1)
-        if scipy_stats.nct.sf(critical, n - 1, abs(diff) * math.sqrt(n) / sd) >= power:
-            return n
-    return None
+    return next((n for n in range(2, most + 1) if power(diff, sd, n, confidence) >= target), None)
 
 
 def claims_table(verdicts: Iterable[Verdict]):

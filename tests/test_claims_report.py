@@ -18,7 +18,7 @@ def _row(verdict: str, diff: float = 0.02, half: float = 0.03, n: int = 6, **ext
 @pytest.fixture()
 def results(tmp_path):
     (tmp_path / "02_one.json").write_text(json.dumps({"claims": [
-        _row("yes", 0.1, same_with_2_threads=False), _row("opposite", -0.1, same_with_2_threads=True),
+        _row("yes", 0.04, same_with_2_threads=False), _row("opposite", -0.04, same_with_2_threads=True),
         _row("not resolved"), _row("not testable here")]}))
     (tmp_path / "03_two.json").write_text(json.dumps({"claims": [_row("not resolved", 0.0)]}))
     (tmp_path / "04_none.json").write_text(json.dumps({"accuracy": 0.5}))
@@ -31,6 +31,9 @@ def test_summary_counts_each_notebook_and_the_total(results):
     assert table.loc["02_one", ["tested", "not resolved", "decided", "thread-sensitive"]].tolist() == [3, 1, 2, 1]
     assert table.loc["02_one", "budget-limited"] == 3
     assert table.loc["all", "tested"] == 4 and table.loc["all", "share not resolved"] == 0.5
+    sd = 0.03 * 6 ** 0.5 / stats.scipy_stats.t.ppf(0.975, 5)
+    assert table.loc["02_one", "expected to change"] == round(2 * (1 - stats.power(0.04, sd, 6)), 1) > 0.3
+    assert table.loc["03_two", "expected to change"] == 0.0          # nothing decided, nothing to lose
     assert list(report.load_claims(results, ["03"])) == ["03_two"]
 
 

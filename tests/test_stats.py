@@ -119,4 +119,7 @@ def test_seeds_for_power_matches_simulated_verdicts():
     assert stats.seeds_for_power(0.0, 0.1) is None
     assert stats.seeds_for_power(0.001, 1.0, most=50) is None
     with pytest.raises(ValueError, match="power"):
-        stats.seeds_for_power(0.1, 0.1, power=1.0)
+        stats.seeds_for_power(0.1, 0.1, target=1.0)
+    assert stats.power(diff, sd, n) >= 0.8 > stats.power(diff, sd, n - 1)
+    assert stats.power(diff, sd, 40) > stats.power(diff, sd, 20) > stats.power(diff / 2, sd, 20)
+    assert stats.power(0.0, sd, 10) == pytest.approx(0.025, abs=1e-9)   # one side of a 95% interval

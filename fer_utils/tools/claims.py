@@ -9,6 +9,10 @@ under ``claims``. This report counts them per notebook::
     thread-sensitive  decided verdicts that the notebook's two-thread rerun did not reproduce
                       (``same_with_2_threads`` False)
     budget-limited    verdicts with an arm that stopped at the epoch cap before its plateau
+    expected to change  the sum over decided verdicts of 1 - power (:func:`fer_utils.stats.power` at the
+                      verdict's own difference, spread and seeds): how many a rerun of the same design would
+                      leave unresolved if the measured differences were the truth (an optimistic count: a
+                      decided difference tends to be an overestimate)
 
 and, with ``--undecided``, lists each "not resolved" claim with the paired seeds that would resolve a
 difference of the measured size with 80% power (:func:`fer_utils.stats.seeds_for_power`, the measured
@@ -58,12 +62,23 @@ def summary(claims: dict[str, list[dict]]) -> pd.DataFrame:
         decided = [c for c in tested if c["verdict"] in DECIDED]
         rows[notebook] = {"tested": len(tested), "not resolved": len(tested) - len(decided), "decided": len(decided),
                           "thread-sensitive": sum(c.get("same_with_2_threads") is False for c in decided),
-                          "budget-limited": sum(bool(c.get("budget_limited")) for c in tested)}
-    table = pd.DataFrame.from_dict(rows, orient="index", dtype=int)
+                          "budget-limited": sum(bool(c.get("budget_limited")) for c in tested),
+                          "expected to change": sum(1 - _power(c) for c in decided)}
+    table = pd.DataFrame.from_dict(rows, orient="index")
     if len(table):
         table.loc["all"] = table.sum()
+        table = table.astype({c: int for c in table.columns if c != "expected to change"})
+        table["expected to change"] = table["expected to change"].round(1)
         table["share not resolved"] = (table["not resolved"] / table["tested"]).round(2)
     return table
+
+
+def _power(row: dict) -> float:
+    """The power of a recorded verdict at its own difference, spread and seeds (0 without an interval)."""
+    verdict = stats.Verdict.from_dict(row)
+    if verdict.n < 2 or not verdict.half_width > 0:
+        return 0.0
+    return stats.power(verdict.diff, stats.per_seed_sd(verdict), verdict.n)
 
 
 def undecided(claims: dict[str, list[dict]], power: float = 0.8) -> pd.DataFrame:
