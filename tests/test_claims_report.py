@@ -20,7 +20,9 @@ def results(tmp_path):
     (tmp_path / "02_one.json").write_text(json.dumps({"claims": [
         _row("yes", 0.04, same_with_2_threads=False), _row("opposite", -0.04, same_with_2_threads=True),
         _row("not resolved"), _row("not testable here")]}))
-    (tmp_path / "03_two.json").write_text(json.dumps({"claims": [_row("not resolved", 0.0)]}))
+    (tmp_path / "03_two.json").write_text(json.dumps({"claims": [_row("not resolved", 0.0),
+                                                                  _row("not resolved", 0.0, half=0.0),
+                                                                  _row("yes", 0.01, half=0.0)]}))
     (tmp_path / "04_none.json").write_text(json.dumps({"accuracy": 0.5}))
     return tmp_path
 
@@ -30,20 +32,21 @@ def test_summary_counts_each_notebook_and_the_total(results):
     assert list(table.index) == ["02_one", "03_two", "all"]
     assert table.loc["02_one", ["tested", "not resolved", "decided", "thread-sensitive"]].tolist() == [3, 1, 2, 1]
     assert table.loc["02_one", "budget-limited"] == 3
-    assert table.loc["all", "tested"] == 4 and table.loc["all", "share not resolved"] == 0.5
+    assert table.loc["all", "tested"] == 6 and table.loc["all", "share not resolved"] == 0.5
     sd = 0.03 * 6 ** 0.5 / stats.scipy_stats.t.ppf(0.975, 5)
     assert table.loc["02_one", "expected to change"] == round(2 * (1 - stats.power(0.04, sd, 6)), 1) > 0.3
-    assert table.loc["03_two", "expected to change"] == 0.0          # nothing decided, nothing to lose
+    assert table.loc["03_two", "expected to change"] == 0.0          # every seed repeats the decided difference
     assert list(report.load_claims(results, ["03"])) == ["03_two"]
 
 
 def test_undecided_plans_seeds_from_the_recorded_interval(results):
     table = report.undecided(report.load_claims(results))
-    assert table["notebook"].tolist() == ["02_one", "03_two"]
+    assert table["notebook"].tolist() == ["02_one", "03_two", "03_two"]
     sd = 0.03 * 6 ** 0.5 / stats.scipy_stats.t.ppf(0.975, 5)
     assert table["sd"].iloc[0] == pytest.approx(sd)
     assert table["seeds for power"].iloc[0] == stats.seeds_for_power(0.02, sd)
     assert pd.isna(table["seeds for power"].iloc[1])          # a zero difference: no n resolves it
+    assert table["sd"].iloc[2] == 0 and pd.isna(table["seeds for power"].iloc[2])
 
 
 def test_main_prints_the_tables_and_names_a_broken_file(results, capsys):

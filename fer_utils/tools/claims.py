@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 from pathlib import Path
 from typing import Sequence
 
@@ -74,10 +75,13 @@ def summary(claims: dict[str, list[dict]]) -> pd.DataFrame:
 
 
 def _power(row: dict) -> float:
-    """The power of a recorded verdict at its own difference, spread and seeds (0 without an interval)."""
+    """The power of a recorded verdict at its own difference, spread and seeds (0 without an interval; 1 for a
+    nonzero difference that every seed repeats exactly)."""
     verdict = stats.Verdict.from_dict(row)
-    if verdict.n < 2 or not verdict.half_width > 0:
+    if verdict.n < 2 or not math.isfinite(verdict.half_width):
         return 0.0
+    if verdict.half_width == 0:
+        return float(verdict.diff != 0)
     return stats.power(verdict.diff, stats.per_seed_sd(verdict), verdict.n)
 
 
@@ -91,8 +95,9 @@ def undecided(claims: dict[str, list[dict]], power: float = 0.8) -> pd.DataFrame
                 continue
             verdict = stats.Verdict.from_dict(row)
             sd = stats.per_seed_sd(verdict)
+            seeds = stats.seeds_for_power(verdict.diff, sd, power) if sd > 0 else None
             rows.append({"notebook": notebook, "claim": verdict.claim, "dose": verdict.dose, "diff": verdict.diff,
-                         "sd": sd, "n": verdict.n, "seeds for power": stats.seeds_for_power(verdict.diff, sd, power)})
+                         "sd": sd, "n": verdict.n, "seeds for power": seeds})
     table = pd.DataFrame(rows, columns=["notebook", "claim", "dose", "diff", "sd", "n", "seeds for power"])
     return table.astype({"seeds for power": "Int64"})
 
