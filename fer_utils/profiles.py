@@ -166,7 +166,7 @@ SETTINGS: dict[str, dict[str, dict[str, Any]]] = {
         "smoke": dict(n_export=6, length=16, n_train=16, n_val=8, n_test=8, n_pretrain=600, pretrain_epochs=1,
                       epochs=3, patience=1, rates=(0.8,), mt_rates=(0.8,), seeds=(0, 1), workers=1),
         "course": dict(n_export=6, length=16, n_train=80, n_val=20, n_test=160, n_pretrain=3000, pretrain_epochs=2,
-                       epochs=12, patience=3, rates=(0.5, 0.8, 0.95), mt_rates=(0.8, 0.95), seeds=tuple(range(6)),
+                       epochs=12, patience=3, rates=(0.5, 0.8, 0.95), mt_rates=(0.8, 0.95), seeds=tuple(range(8)),
                        workers=None),
         "full": dict(n_export=6, length=16, n_train=400, n_val=80, n_test=160, n_pretrain=20000, pretrain_epochs=5,
                      epochs=30, patience=5, rates=(0.5, 0.8, 0.95), mt_rates=(0.5, 0.8, 0.95), seeds=tuple(range(10)),
