@@ -57,6 +57,11 @@ def test_main_prints_the_tables_and_names_a_broken_file(results, capsys):
     with pytest.raises(ValueError, match="05_bad.json"):
         report.load_claims(results)
     assert report.main(["--results", str(results / "nowhere")]) == 1
+    (results / "05_bad.json").write_text(json.dumps({"metrics": {"claims": [{"claim": "c", "verdict": "yes"}]}}))
+    with pytest.raises(ValueError, match=r"05_bad.json: claims\[0\] lacks n, diff"):
+        report.load_claims(results)
+    (results / "05_bad.json").write_text(json.dumps({"metrics": {"claims": [_row("yes", 0.1)]}}))
+    assert list(report.load_claims(results, ["05"])) == ["05_bad"]   # the runner's {"metrics": ...} form
 
 
 def test_the_committed_results_have_claims_to_report():

@@ -37,6 +37,8 @@ from fer_utils import stats
 ROOT = Path(__file__).resolve().parents[2]
 DECIDED = ("yes", "opposite")
 UNTESTABLE = "not testable here"
+#: the fields every recorded claim carries (those the counts and the seed plans read)
+FIELDS = ("claim", "verdict", "n", "diff", "ci_low", "ci_high", "half_width")
 
 
 def load_claims(results: Path | str = ROOT / "results", notebooks: Sequence[str] = ()) -> dict[str, list[dict]]:
@@ -47,9 +49,14 @@ def load_claims(results: Path | str = ROOT / "results", notebooks: Sequence[str]
         if notebooks and not any(path.stem == n or path.stem.startswith(f"{n}_") for n in notebooks):
             continue
         try:
-            claims = json.loads(path.read_text()).get("claims")
+            data = json.loads(path.read_text())
         except json.JSONDecodeError as error:
             raise ValueError(f"{path}: not valid JSON ({error})") from error
+        claims = data.get("metrics", data).get("claims") if isinstance(data, dict) else None
+        for i, row in enumerate(claims or []):
+            missing = [k for k in FIELDS if k not in row]
+            if missing:
+                raise ValueError(f"{path}: claims[{i}] lacks {', '.join(missing)} (a row of stats.Verdict.as_dict)")
         if claims:
             found[path.stem] = claims
     return found
