@@ -157,6 +157,23 @@ def seeds_for_power(diff: float, sd: float, target: float = 0.8, confidence: flo
     return next((n for n in range(2, most + 1) if power(diff, sd, n, confidence) >= target), None)
 
 
+def seeds_to_decide(verdict: Verdict | dict[str, Any], target: float = 0.8, confidence: float = 0.95,
+                    most: int = 1000) -> int | None:
+    """The paired seeds that would resolve a verdict's claim with probability ``target``, if its measured mean
+    difference d and per-seed spread s_d were the truth: :func:`seeds_for_power` (d, :func:`per_seed_sd`)::
+
+        n* = min{ n : power(d, s_d, n) >= target }
+
+    ``verdict`` is a :class:`Verdict` or its ``as_dict`` row (a notebook's ``claims`` list). ``None`` when the
+    verdict has no interval to read a spread from (fewer than 2 seeds), when d or s_d is 0, or when ``most``
+    seeds would not reach ``target`` (the difference is tiny next to its spread).
+    """
+    verdict = Verdict.from_dict(verdict) if isinstance(verdict, dict) else verdict
+    if verdict.n < 2 or not math.isfinite(verdict.half_width) or verdict.half_width <= 0:
+        return None
+    return seeds_for_power(verdict.diff, per_seed_sd(verdict, confidence), target, confidence, most)
+
+
 def claims_table(verdicts: Iterable[Verdict]):
     """The notebook's "paper vs this run" rows as a pandas DataFrame (one row per verdict)."""
     import pandas as pd

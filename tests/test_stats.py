@@ -123,3 +123,19 @@ def test_seeds_for_power_matches_simulated_verdicts():
     assert stats.power(diff, sd, n) >= 0.8 > stats.power(diff, sd, n - 1)
     assert stats.power(diff, sd, 40) > stats.power(diff, sd, 20) > stats.power(diff / 2, sd, 20)
     assert stats.power(0.0, sd, 10) == pytest.approx(0.025, abs=1e-9)   # one side of a 95% interval
+
+
+def test_seeds_to_decide_reads_a_claim_row_and_plans_from_its_spread():
+    """A claims-list row gives seeds_for_power at its own difference and the spread read back from its interval;
+    rows without a spread to read (one seed, zero spread) give None."""
+    a = np.array([0.71, 0.64, 0.69, 0.75, 0.66, 0.70])
+    b = np.array([0.70, 0.66, 0.66, 0.74, 0.65, 0.71])
+    v = stats.compare(a, b, claim="a beats b")
+    assert v.verdict == "not resolved"
+    sd = np.std(a - b, ddof=1)
+    planned = stats.seeds_to_decide(v.as_dict())
+    assert planned == stats.seeds_for_power(float(np.mean(a - b)), sd) == stats.seeds_to_decide(v)
+    assert planned > len(a)
+    assert stats.seeds_to_decide(v, target=0.5) < planned
+    assert stats.seeds_to_decide(stats.compare([0.5], [0.4], claim="one seed")) is None
+    assert stats.seeds_to_decide(stats.compare([0.5, 0.6], [0.5, 0.6], claim="no spread")) is None

@@ -101,8 +101,7 @@ def undecided(claims: dict[str, list[dict]], power: float = 0.8) -> pd.DataFrame
             if row["verdict"] != "not resolved" or row["n"] < 2:
                 continue
             verdict = stats.Verdict.from_dict(row)
-            sd = stats.per_seed_sd(verdict)
-            seeds = stats.seeds_for_power(verdict.diff, sd, power) if sd > 0 else None
+            sd, seeds = stats.per_seed_sd(verdict), stats.seeds_to_decide(verdict, power)
             rows.append({"notebook": notebook, "claim": verdict.claim, "dose": verdict.dose, "diff": verdict.diff,
                          "sd": sd, "n": verdict.n, "seeds for power": seeds})
     table = pd.DataFrame(rows, columns=["notebook", "claim", "dose", "diff", "sd", "n", "seeds for power"])
