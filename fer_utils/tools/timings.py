@@ -4,7 +4,9 @@
 its ``results/<notebook>.json``::
 
     time.wall_seconds     wall-clock time of the whole notebook (papermill, kernel start included)
-    time.cpu_seconds      CPU time (user + system) of the kernel process that ran it
+    time.cpu_seconds      CPU time (user + system) of the kernel process that ran it and of the processes it
+                          started and waited for (the experiment engine's workers): more than the wall
+                          time when runs train side by side
     time.load_before      the machine's 1-minute load average when the run started,
     time.load_after       ... and when it ended (a busy machine makes wall time longer)
     time.cpu_count        logical CPUs of the machine
