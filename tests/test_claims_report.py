@@ -67,3 +67,18 @@ def test_main_prints_the_tables_and_names_a_broken_file(results, capsys):
 def test_the_committed_results_have_claims_to_report():
     table = report.summary(report.load_claims())
     assert table.loc["all", "tested"] == table.drop(index="all")["tested"].sum() > 0
+
+
+def test_plan_sums_the_power_of_every_claim_and_scales_the_run_time(results):
+    for name, wall in (("02_one", 120.0), ("03_two", 60.0)):
+        data = json.loads((results / f"{name}.json").read_text())
+        (results / f"{name}.json").write_text(json.dumps({**data, "time.wall_seconds": wall}))
+    table = report.plan(report.load_claims(results), [6, 20], results)
+    sd = 0.03 * 6 ** 0.5 / stats.scipy_stats.t.ppf(0.975, 5)
+    for seeds in (6, 20):
+        miss = 2 * (1 - stats.power(0.04, sd, seeds)) + 1 - stats.power(0.02, sd, seeds)
+        assert table.loc[seeds, "expected not resolved"] == round(miss + 2, 1)   # + the two zero differences
+        assert table.loc[seeds, "estimated minutes"] == round((120 + 60) * seeds / 6 / 60, 1)
+    assert table.loc[20, "expected share"] < table.loc[6, "expected share"] <= 1
+    assert table.loc[6, "tested"] == 6
+    assert report.main(["--results", str(results), "--plan", "6", "20"]) == 0

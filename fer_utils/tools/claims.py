@@ -21,6 +21,12 @@ difference and spread taken as the truth)::
     python -m fer_utils.tools.claims                      # one row per notebook, and the total
     python -m fer_utils.tools.claims --undecided          # ... and every unresolved claim with its seeds
     python -m fer_utils.tools.claims --notebooks 02 05    # only these notebooks (by number or name)
+    python -m fer_utils.tools.claims --plan 10 20 50      # what 10, 20 or 50 paired seeds would buy
+
+``--plan`` asks what more seeds would buy, if every measured difference and spread were the truth: for each
+seed count S it gives the expected number of claims left "not resolved" (the sum of 1 - power at
+max(S, n) seeds) and the wall time of the notebooks, each notebook's committed ``course`` run scaled by
+max(S, n) / n (an estimate that assumes every part of the notebook grows with its seeds).
 """
 from __future__ import annotations
 
@@ -108,12 +114,59 @@ def undecided(claims: dict[str, list[dict]], power: float = 0.8) -> pd.DataFrame
     return table.astype({"seeds for power": "Int64"})
 
 
+def plan(claims: dict[str, list[dict]], seeds: Sequence[int], results: Path | str = ROOT / "results",
+         confidence: float = 0.95) -> pd.DataFrame:
+    """For each seed count S, the expected share of tested claims left "not resolved" with S paired seeds per
+    claim (never fewer than it had), and the notebooks' estimated wall time::
+
+        E[not resolved](S) = sum over tested claims of 1 - power(d, s_d, max(S, n))
+        minutes(S)         = sum over notebooks of wall_seconds * max(S, n) / n / 60
+
+    d and s_d are the claim's measured difference and per-seed spread (:func:`stats.per_seed_sd`); a claim
+    without a spread to read (fewer than 2 seeds, d or s_d zero) counts as "not resolved" at every S unless it
+    is already decided. n is the notebook's seeds per claim (the most any of its claims used)."""
+    rows = []
+    for budget in seeds:
+        left, minutes = 0.0, 0.0
+        for notebook, verdicts in claims.items():
+            tested = [c for c in verdicts if c["verdict"] != UNTESTABLE]
+            n = max((c["n"] for c in tested), default=0)
+            for row in tested:
+                left += 1 - _power_at(row, max(budget, row["n"]), confidence)
+            wall = _wall_seconds(Path(results) / f"{notebook}.json")
+            minutes += wall * max(budget, n) / n / 60 if n and wall else math.nan
+        total = sum(len([c for c in v if c["verdict"] != UNTESTABLE]) for v in claims.values())
+        rows.append({"seeds": budget, "tested": total, "expected not resolved": round(left, 1),
+                     "expected share": round(left / total, 2) if total else math.nan,
+                     "estimated minutes": round(minutes, 1)})
+    return pd.DataFrame(rows).set_index("seeds")
+
+
+def _power_at(row: dict, n: int, confidence: float) -> float:
+    """The chance that ``n`` paired seeds resolve the claim of ``row`` if its measured d and s_d were the truth
+    (a decided claim without spread keeps its verdict; an undecided one without spread never resolves)."""
+    verdict = stats.Verdict.from_dict(row)
+    if verdict.n < 2 or not math.isfinite(verdict.half_width) or verdict.diff == 0:
+        return float(verdict.verdict in DECIDED)
+    if verdict.half_width == 0:
+        return 1.0
+    return stats.power(verdict.diff, stats.per_seed_sd(verdict, confidence), n, confidence)
+
+
+def _wall_seconds(path: Path) -> float | None:
+    """The committed run's ``time.wall_seconds`` (None when the file does not record it)."""
+    data = json.loads(path.read_text()) if path.exists() else {}
+    return data.get("metrics", data).get("time.wall_seconds") if isinstance(data, dict) else None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--results", default=str(ROOT / "results"), help="folder of the <notebook>.json files")
     parser.add_argument("--notebooks", nargs="*", default=(), help="names or numbers (02 ...) to keep")
     parser.add_argument("--undecided", action="store_true", help="list the unresolved claims and their seeds")
     parser.add_argument("--power", type=float, default=0.8, help="the power the seeds are planned for")
+    parser.add_argument("--plan", nargs="*", type=int, default=(), metavar="S",
+                        help="seed counts: expected unresolved claims and notebook minutes at each")
     args = parser.parse_args(argv)
     claims = load_claims(args.results, args.notebooks)
     if not claims:
@@ -129,6 +182,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"\nnot resolved; 'seeds for power': paired seeds that resolve a difference of the measured size "
               f"with {args.power:.0%} power")
         print(table.to_string(index=False))
+    if args.plan:
+        print("\nwith S paired seeds per claim, if the measured differences and spreads were the truth")
+        print(plan(claims, args.plan, args.results).to_string())
     return 0
 
 
