@@ -19,7 +19,7 @@ RESULTS = Path(__file__).resolve().parents[1] / "results"
 WITH_CLAIMS = ("02_cnn_baselines", "03_deep_emotion", "04_two_level_attention", "05_ddamfn", "06_mgln", "07_abaw",
                "08_scn_ran", "09_explain", "10_poster", "11_product")
 #: Notebooks whose decided verdicts changed with two torch threads in their course run (each marks them in its
-#: table and Summary; issue 28 stays open on it), against their recorded two-thread runs (results/threads2/):
+#: table and Summary), against their recorded two-thread runs (results/threads2/):
 #: 04 (the first-level attention helps), 05 (the heads' gain is larger on subtle than on strong expressions),
 #: 06 (three frames vs the static peak in the part branch at resting-face dose 0; the best test epoch inflates the
 #: accuracy at both doses),
