@@ -230,6 +230,8 @@ def test_bad_inputs_exit_2_naming_the_file(tiny_video, tmp_path, monkeypatch, ca
     for path, words in cases.items():
         code, err = run_cli([str(path), "--no-progress"], monkeypatch, capsys)
         assert code == 2 and str(path) in err and words in err and "Traceback" not in err, err
+    code, err = run_cli(["", "--no-progress"], monkeypatch, capsys)      # not the working folder
+    assert code == 2 and "input path is empty" in err, err
     code, err = run_cli([tiny_video, "--model", "no_such_model"], monkeypatch, capsys)
     assert code == 2 and "no_such_model" in err
     code, err = run_cli([tiny_video, "--annotate", str(tmp_path / "a.avi")], monkeypatch, capsys)

@@ -133,6 +133,8 @@ def _video_source(path: Path) -> Source:
 
 def open_source(path: str | Path) -> Source:
     """The frames of ``path`` (image, folder of images or video); :class:`PredictInputError` if unusable."""
+    if not str(path).strip():
+        raise PredictInputError(f"the input path is empty ({str(path)!r}); expected {EXPECTED}")
     path = Path(path)
     if not path.exists():
         raise PredictInputError(f"{path}: no such file or folder; expected {EXPECTED}")
