@@ -218,6 +218,12 @@ def test_pickled_checkpoint_is_refused(env, tmp_path):
     ({"val": "test"}, r"--val-split test: fer-train keeps best.pt by its validation score, so validating on the "
                       r"test split would choose the checkpoint on the test set"),
     ({"set": "epochz=2"}, r"--set 'epochz=2': expected FIELD=VALUE with FIELD one of"),
+    ({"set": "epochs=1.5"}, r"--set epochs=1.5: expected an integer >= 1 \(the recipe has \d+\)"),
+    ({"set": "epochs=0"}, r"--set epochs=0: expected an integer >= 1"),
+    ({"set": "lr=-0.1"}, r"--set lr=-0.1: expected a finite number >= 0"),
+    ({"set": "lr=1e999"}, r"--set lr=1e999: expected a finite number"),
+    ({"set": "lr=fast"}, r"--set lr=fast: 'fast' is not a Python literal"),
+    ({"set": "flip=1"}, r"--set flip=1: expected True or False"),
 ])
 def test_bad_command_line_fails_at_once(env, tmp_path, change, message, monkeypatch, capsys):
     argv = args(env, tmp_path / "run")

@@ -31,6 +31,7 @@ import functools
 import importlib
 import inspect
 import json
+import math
 import os
 import sys
 import time
@@ -68,18 +69,36 @@ def load_recipe_module(name: str):
         raise FerTrainError(str(err)) from None
 
 
-def _parse_value(text: str, current: Any) -> Any:
+#: recipe fields that count something: an override must be at least 1
+COUNT_FIELDS = ("epochs", "batch_size", "input_size", "channels", "num_classes")
+
+
+def _parse_value(key: str, text: str, current: Any) -> Any:
+    """``--set key=text`` as a value of ``current``'s type: a bool, an integer, a finite number (>= 0 when the
+    recipe's value is), a tuple (from a list or tuple) or, for a text field, the text itself."""
     if isinstance(current, str):
         return text
     try:
         value = ast.literal_eval(text)
     except (ValueError, SyntaxError):
-        raise FerTrainError(f"--set value {text!r} is not a Python literal") from None
-    if isinstance(current, bool) and not isinstance(value, bool):
-        raise FerTrainError(f"--set value {text!r}: expected True or False")
-    if isinstance(current, float) and isinstance(value, int) and not isinstance(value, bool):
-        value = float(value)
-    return tuple(value) if isinstance(current, tuple) and isinstance(value, list) else value
+        raise FerTrainError(f"--set {key}={text}: {text!r} is not a Python literal") from None
+    kind = type(current).__name__
+    if isinstance(current, bool):
+        ok, kind = isinstance(value, bool), "True or False"
+    elif isinstance(current, int):
+        ok = isinstance(value, int) and not isinstance(value, bool) and (current < 0 or value >= (key in COUNT_FIELDS))
+        kind = f"an integer >= {int(key in COUNT_FIELDS)}" if current >= 0 else "an integer"
+    elif isinstance(current, float):
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+        ok, kind = ok and (current < 0 or value >= 0), "a finite number" + (" >= 0" if current >= 0 else "")
+        value = float(value) if ok else value
+    elif isinstance(current, tuple):
+        ok, value = isinstance(value, (list, tuple)), tuple(value) if isinstance(value, list) else value
+    else:
+        ok = True
+    if not ok:
+        raise FerTrainError(f"--set {key}={text}: expected {kind} (the recipe has {current!r})")
+    return value
 
 
 def resolve_recipe(name: str, profile: str, overrides: Sequence[str] = ()) -> tuple[Any, Any, dict]:
@@ -100,7 +119,7 @@ def resolve_recipe(name: str, profile: str, overrides: Sequence[str] = ()) -> tu
         key, sep, text = item.partition("=")
         if not sep or key not in fields:
             raise FerTrainError(f"--set {item!r}: expected FIELD=VALUE with FIELD one of {sorted(fields)}")
-        changes[key] = _parse_value(text, getattr(recipe, key))
+        changes[key] = _parse_value(key, text, getattr(recipe, key))
     return module, dataclasses.replace(recipe, **changes), changes
 
 
