@@ -293,6 +293,7 @@ def test_redetect_searches_whole_frames_only_every_kth_frame_or_when_the_face_is
     assert first["near"][0]["face"] == first["near"][5]["face"] != first["near"][6]["face"]
 
 
-def test_redetect_must_be_positive(tiny_video, monkeypatch, capsys):
-    code, err = run_cli([tiny_video, "--redetect", "0", "--no-progress"], monkeypatch, capsys)
-    assert code == 2 and "--redetect 0" in err
+def test_redetect_min_face_and_smooth_are_checked(tiny_video, monkeypatch, capsys):
+    for option, value in (("--redetect", "0"), ("--min-face", "0"), ("--smooth", "-1")):
+        code, err = run_cli([tiny_video, option, value, "--no-progress"], monkeypatch, capsys)
+        assert code == 2 and f"{option} {value}" in err, err

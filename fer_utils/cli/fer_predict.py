@@ -351,6 +351,9 @@ def main(argv: Sequence[str] | None = None) -> Summary:
         raise PredictInputError(f"--threads {args.threads}: expected 1 or more")
     if args.redetect < 1:
         raise PredictInputError(f"--redetect {args.redetect}: expected 1 or more (1: the whole frame every frame)")
+    if args.min_face is not None and args.min_face < 1:
+        raise PredictInputError(f"--min-face {args.min_face}: expected a face size of 1 pixel or more "
+                                "(leave it out for the detector's default)")
     threads = torch.get_num_threads()
     torch.set_num_threads(args.threads)
     try:
