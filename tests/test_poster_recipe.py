@@ -174,6 +174,9 @@ def test_missing_or_unsafe_files_are_refused(authors_files, tmp_path):
     torch.save({"state_dict": {}, "recorder": nn.Linear(1, 1)}, tmp_path / "pickled.pth")
     with pytest.raises(ValueError, match="pickled Python objects"):
         poster.read_state(tmp_path / "pickled.pth", "checkpoint_path")
+    (tmp_path / "page.pth").write_text("<html>Not Found</html>")      # a saved error page, not the weights
+    with pytest.raises(ValueError, match=r"ir50_path .*page.pth: not a file torch.save writes .* b'<html>No'"):
+        poster.read_state(tmp_path / "page.pth", "ir50_path")
     ir_back = poster.build_network(replace(FULL, pretrained=False)).ir_back
     v1_style = {"input_layer.0.weight": torch.zeros(64, 3, 3, 3), "body.0.res_layer.0.weight": torch.zeros(64)}
     with pytest.raises(KeyError, match="V1-style IR-50"):

@@ -31,6 +31,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from fer_utils.utils import not_a_torch_file
+
 FORMAT = "fer-train/1"
 
 
@@ -96,6 +98,9 @@ def _read(path: Path, map_location: str | torch.device) -> Any:
     """``torch.load(path, weights_only=True)`` with fer-train's errors."""
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path}: no such file")
+    problem = not_a_torch_file(path)
+    if problem:
+        raise CheckpointError(f"checkpoint {path}: {problem}")
     try:
         data = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:

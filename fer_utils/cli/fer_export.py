@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import sys
 import tempfile
 from pathlib import Path
@@ -38,8 +39,8 @@ import torch
 from fer_utils import assets
 from fer_utils import faces as F
 from fer_utils.cli.predict_models import ModelSpecError, Predictor, load_predictor
-from fer_utils.export import (ExportError, OnnxModel, export_onnx, parity, probabilities,
-                              quantize_dynamic_int8)
+from fer_utils.export import (DEFAULT_OPSET, MIN_OPSET, ExportError, OnnxModel, export_onnx, parity,
+                              probabilities, quantize_dynamic_int8)
 
 #: Fixed face boxes ``(x0, y0, x1, y1)`` on the fetched photos: MTCNN's and Haar's boxes
 #: (tests/test_faces.py's references, facenet-pytorch 2.6.0 and OpenCV on the same files).
@@ -121,7 +122,8 @@ def export(args: argparse.Namespace) -> dict:
     size = exported.size_bytes
     lines = [f"fer-export: {predictor.description}",
              f"wrote {exported.path} ({size:,} bytes = {size / 1e6:.2f} MB; {exported.exporter} exporter, "
-             f"opset {exported.opset}, dynamic batch, inputs {', '.join(exported.input_names)}, output logits)",
+             f"opset {exported.opset}{'' if exported.opset == args.opset else f' (asked for {args.opset})'}, "
+             f"dynamic batch, inputs {', '.join(exported.input_names)}, output logits)",
              f"parity on a fixed batch of {len(batch)} ({what}): max |p_torch - p_onnx| = {diff:.2e} "
              f"(tolerance {args.tolerance:g})"]
     if exported.tracer_warnings:
@@ -146,7 +148,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--batch", type=int, default=8, help="size of the fixed check batch (default 8)")
     p.add_argument("--tolerance", type=float, default=TOLERANCE,
                    help="largest probability difference accepted (default 1e-4)")
-    p.add_argument("--opset", type=int, default=20, help="ONNX opset (default 20)")
+    p.add_argument("--opset", type=int, default=DEFAULT_OPSET, help=f"ONNX opset (default {DEFAULT_OPSET})")
     p.add_argument("--exporter", default="auto", choices=["auto", "torchscript", "dynamo"],
                    help="torch.onnx exporter: auto (TorchScript, then torch.export if it fails)")
     p.add_argument("--threads", type=int, default=1, help="torch and ONNX Runtime threads (default 1)")
@@ -158,6 +160,15 @@ def main(argv: Sequence[str] | None = None) -> dict:
     args = parser().parse_args(argv)
     if args.threads < 1 or args.batch < 1:
         raise ExportError(f"--threads {args.threads} / --batch {args.batch}: expected 1 or more")
+    if not (math.isfinite(args.tolerance) and args.tolerance > 0):
+        raise ExportError(f"--tolerance {args.tolerance}: expected a probability difference > 0 (default 1e-4)")
+    import onnx
+
+    if not MIN_OPSET <= args.opset <= onnx.defs.onnx_opset_version():
+        raise ExportError(f"--opset {args.opset}: expected {MIN_OPSET} to {onnx.defs.onnx_opset_version()} "
+                          f"(this onnx package's newest; default {DEFAULT_OPSET})")
+    if Path(args.out).suffix.lower() != ".onnx":
+        raise ExportError(f"--out {args.out}: expected a file name ending in .onnx")
     threads = torch.get_num_threads()
     torch.set_num_threads(args.threads)
     try:

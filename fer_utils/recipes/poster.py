@@ -39,6 +39,7 @@ from fer_utils.data.convention import IMAGENET_MEAN, IMAGENET_STD
 from fer_utils.models.poster import PosterCourse, PosterV2, load_authors_state_dict
 from fer_utils.recipes import Recipe
 from fer_utils.train import class_balanced_weights
+from fer_utils.utils import not_a_torch_file
 
 
 # ----------------------------------------------------------------------------------------------
@@ -194,6 +195,9 @@ def read_state(path: str | Path, what: str) -> dict[str, torch.Tensor]:
     if not path.is_file():
         raise FileNotFoundError(f"{what} {path}: no such file (POSTER V2's README links the authors' files; "
                                 "nothing is downloaded here)")
+    problem = not_a_torch_file(path)
+    if problem:
+        raise ValueError(f"{what} {path}: {problem}")
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
