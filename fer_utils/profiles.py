@@ -216,14 +216,15 @@ SETTINGS: dict[str, dict[str, dict[str, Any]]] = {
     },
     # 10: POSTER (course-scale configuration of fer_utils.recipes.poster).
     # 10: recipe: the grid's PosterRecipe (fer_utils.recipes.poster); pool: PoolSetup of each (dose, seed);
-    # pretrain: LandmarkPretraining of the landmark stream; n_attention: test faces whose attention is scored.
+    # pretrain: LandmarkPretraining of the landmark stream; n_attention: test faces whose attention is scored;
+    # timing_repeats: paired V2 / V1 one-epoch timings, measured alone in the notebook's process.
     "10_poster": {
         "smoke": dict(recipe="GRID_SMOKE", pool=dict(n=240, yaw=40.0), seeds=(0, 1), patience=2, workers=1,
-                      pretrain=dict(n=240, epochs=2, n_heldout=40), n_attention=30),
+                      pretrain=dict(n=240, epochs=2, n_heldout=40), n_attention=30, timing_repeats=2),
         "course": dict(recipe="GRID", pool=dict(n=800, yaw=40.0), seeds=tuple(range(5)), patience=4, workers=None,
-                       pretrain=dict(n=1000, epochs=6, n_heldout=200), n_attention=100),
+                       pretrain=dict(n=1000, epochs=6, n_heldout=200), n_attention=100, timing_repeats=7),
         "full": dict(recipe="GRID", pool=dict(n=4000, yaw=40.0), seeds=tuple(range(10)), patience=5, workers=None,
-                     pretrain=dict(n=4000, epochs=10, n_heldout=400), n_attention=500),
+                     pretrain=dict(n=4000, epochs=10, n_heldout=400), n_attention=500, timing_repeats=10),
     },
     # 11: from notebook to product. frames: the video's first frames processed (None: all); min_face: the detector's
     # smallest face in pixels; segment_s: the agreement segments; select_n / select_identities: the fresh faces every
