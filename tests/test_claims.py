@@ -24,7 +24,7 @@ WITH_CLAIMS = ("02_cnn_baselines", "03_deep_emotion", "04_two_level_attention", 
 #: 06 (three frames vs the static peak in the part branch at resting-face dose 0; the best test epoch inflates the
 #: accuracy at both doses),
 #: 07 (multi-task vs single-task on AU at 50% and on VA at 95% missing labels; the mean teacher's unlabelled frames
-#: on EXPR at 80%), 10 (V2's fusion vs V1's at both doses; the landmark stream through V1's fusion).
+#: on EXPR at 80%), 10 (V2's fusion vs V1's at the pose dose).
 THREAD_UNSTABLE = ("04_two_level_attention", "05_ddamfn", "06_mgln", "07_abaw", "10_poster")
 #: Notebooks none of whose decided verdicts changes with two torch threads.
 THREAD_STABLE = tuple(stem for stem in WITH_CLAIMS if stem not in THREAD_UNSTABLE)
