@@ -77,7 +77,7 @@ def summary(claims: dict[str, list[dict]]) -> pd.DataFrame:
         rows[notebook] = {"tested": len(tested), "not resolved": len(tested) - len(decided), "decided": len(decided),
                           "thread-sensitive": sum(c.get("same_with_2_threads") is False for c in decided),
                           "budget-limited": sum(bool(c.get("budget_limited")) for c in tested),
-                          "expected to change": sum(1 - _power(c) for c in decided)}
+                          "expected to change": sum(1 - _power_at(c, c["n"]) for c in decided)}
     table = pd.DataFrame.from_dict(rows, orient="index")
     if len(table):
         table.loc["all"] = table.sum()
@@ -85,17 +85,6 @@ def summary(claims: dict[str, list[dict]]) -> pd.DataFrame:
         table["expected to change"] = table["expected to change"].round(1)
         table["share not resolved"] = (table["not resolved"] / table["tested"]).round(2)
     return table
-
-
-def _power(row: dict) -> float:
-    """The power of a recorded verdict at its own difference, spread and seeds (0 without an interval; 1 for a
-    nonzero difference that every seed repeats exactly)."""
-    verdict = stats.Verdict.from_dict(row)
-    if verdict.n < 2 or not math.isfinite(verdict.half_width):
-        return 0.0
-    if verdict.half_width == 0:
-        return float(verdict.diff != 0)
-    return stats.power(verdict.diff, stats.per_seed_sd(verdict), verdict.n)
 
 
 def undecided(claims: dict[str, list[dict]], power: float = 0.8) -> pd.DataFrame:
@@ -142,7 +131,7 @@ def plan(claims: dict[str, list[dict]], seeds: Sequence[int], results: Path | st
     return pd.DataFrame(rows).set_index("seeds")
 
 
-def _power_at(row: dict, n: int, confidence: float) -> float:
+def _power_at(row: dict, n: int, confidence: float = 0.95) -> float:
     """The chance that ``n`` paired seeds resolve the claim of ``row`` if its measured d and s_d were the truth
     (a decided claim without spread keeps its verdict; an undecided one without spread never resolves)."""
     verdict = stats.Verdict.from_dict(row)
